@@ -1,0 +1,100 @@
+"""PSNR and SSIM of every image at the end of every phase, to TensorBoard and ``metrics.csv``."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from embedding.run_folder import RunFolder, atomic_write
+
+COLUMNS = ["image", "phase", "step", "psnr", "ssim", "psnr_masked", "ssim_masked"]
+
+
+def psnr(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [-1, 1]; with a mask, over the masked pixels only."""
+    if mask is None:
+        return peak_signal_noise_ratio(render, target, data_range=2.0, reduction="none", dim=(1, 2, 3))
+    weight = mask.expand_as(render)
+    mse = ((render - target).square() * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-8)
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
+
+
+def ssim(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image SSIM (Gaussian window 11, σ 1.5) for images in [-1, 1]; with a mask, its weighted mean."""
+    _, ssim_map = structural_similarity_index_measure(render, target, data_range=2.0, reduction="none",
+                                                      return_full_image=True)
+    if mask is None:
+        return ssim_map.flatten(1).mean(1)
+    weight = mask.expand_as(ssim_map)
+    return (ssim_map * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-8)
+
+
+class EmbeddingMetrics(Callback):
+    """At each phase end: per-image PSNR/SSIM (masked variants where a mask applies), logged and written.
+
+    Rows are appended to ``metrics.csv`` in the run folder. When a run starts, rows of images
+    that did not finish (a killed run) are dropped, so a resumed run writes each row once.
+    """
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._prune(RunFolder(trainer.default_root_dir))
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: dict,
+                           batch_idx: int) -> None:
+        phase = pl_module.schedule.ended_at(pl_module.group_step)
+        if phase is None:
+            return
+        rows = self.measure(pl_module.current_render(), batch, phase.name, pl_module.group_step)
+        if trainer.logger is not None:
+            for row in rows:
+                values = {f"{key}/{phase.name}/{row['image']}": float(row[key]) for key in COLUMNS[3:] if row[key]}
+                trainer.logger.log_metrics(values, step=trainer.global_step)
+        self._append(RunFolder(trainer.default_root_dir), rows)
+
+    @staticmethod
+    def measure(render: torch.Tensor, batch: dict, phase: str, step: int) -> list[dict]:
+        """One row per image of the batch."""
+        target, mask = batch["image"].float(), batch["mask"].float()
+        render = render.clamp(-1, 1)
+        values = {"psnr": psnr(render, target), "ssim": ssim(render, target)}
+        masked = (mask < 1).flatten(1).any(1)
+        if masked.any():
+            values["psnr_masked"] = psnr(render, target, mask)
+            values["ssim_masked"] = ssim(render, target, mask)
+        rows = []
+        for i, stem in enumerate(batch["stem"]):
+            row = {"image": stem, "phase": phase, "step": step}
+            for key in COLUMNS[3:]:
+                row[key] = f"{values[key][i].item():.4f}" if key in values and (masked[i] or "_" not in key) else ""
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def _append(folder: RunFolder, rows: list[dict]) -> None:
+        new = not folder.metrics_csv.exists()
+        folder.root.mkdir(parents=True, exist_ok=True)
+        with open(folder.metrics_csv, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+
+    @staticmethod
+    def _prune(folder: RunFolder) -> None:
+        if not folder.metrics_csv.exists():
+            return
+        with open(folder.metrics_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if folder.is_done(r["image"])]
+        if len(kept) == len(rows):
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write(folder.metrics_csv, lambda f: f.write(buffer.getvalue().encode()))

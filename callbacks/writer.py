@@ -1,0 +1,68 @@
+"""Writes each image's results into the run folder as soon as its group finishes, atomically.
+
+Per image ``<stem>``: ``images/<stem>.<phase>.png`` at the end of each phase, then
+``images/<stem>.png``, ``latents/<stem>.npz`` (NVIDIA's ``w`` layout) and, last,
+``latents/<stem>.pt`` (W+, noise maps, metadata to re-render). The ``.pt`` file marks the image
+as finished: a rerun of the same recipe on the same folder skips it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import torch
+from lightning import Callback, LightningModule, Trainer
+from PIL import Image
+
+from embedding.run_folder import RunFolder, atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """A [3, H, W] tensor in [-1, 1] as an 8-bit RGB image."""
+    array = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
+
+
+def save_png(path, image: torch.Tensor) -> None:
+    atomic_write(path, lambda f: to_pil(image).save(f, format="PNG"))
+
+
+class ResultWriter(Callback):
+    """Saves renders at every phase end and the latents of every finished image."""
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: dict,
+                           batch_idx: int) -> None:
+        phase = pl_module.schedule.ended_at(pl_module.group_step)
+        if phase is None:
+            return
+        folder = RunFolder(trainer.default_root_dir)
+        render = pl_module.current_render()
+        for i, stem in enumerate(pl_module.group_stems):
+            save_png(folder.image_path(stem, phase.name), render[i])
+        if pl_module.group_step == pl_module.steps_per_group:
+            for i, stem in enumerate(pl_module.group_stems):
+                self.write_image(folder, pl_module, i, stem, render[i])
+
+    @staticmethod
+    def write_image(folder: RunFolder, pl_module: LightningModule, i: int, stem: str, render: torch.Tensor) -> None:
+        """Final render, NVIDIA-layout ``.npz`` and, last, the ``.pt`` that marks ``stem`` finished."""
+        w = pl_module.w_plus[i].detach().float().cpu()
+        save_png(folder.image_path(stem), render)
+
+        def write_npz(f) -> None:
+            buffer = io.BytesIO()
+            np.savez(buffer, w=w.unsqueeze(0).numpy())
+            f.write(buffer.getvalue())
+
+        atomic_write(folder.npz_path(stem), write_npz)
+        record = {
+            "w_plus": w,
+            "noise": [n[i : i + 1].detach().float().cpu() for n in pl_module.noise],
+            "metadata": pl_module.latents_metadata(stem),
+        }
+        atomic_write(folder.latents_path(stem), lambda f: torch.save(record, f))
+        log.info("finished %s", stem)

@@ -1,0 +1,17 @@
+"""Data side: reading target images and masks, and the datamodule that feeds them group by group."""
+
+from .embedding import EmbeddingDataModule, GroupRepeatSampler, collate
+from .images import IMAGE_EXTENSIONS, ImageFolderDataset, ImageReadError, load_image
+from .masks import MaskError, MaskSpec
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "EmbeddingDataModule",
+    "GroupRepeatSampler",
+    "ImageFolderDataset",
+    "ImageReadError",
+    "MaskError",
+    "MaskSpec",
+    "collate",
+    "load_image",
+]

@@ -1,0 +1,151 @@
+"""The datamodule that feeds target images to the embedding module, one group of images at a time."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Sampler
+
+from embedding.run_folder import RunFolder
+
+from .images import ImageFolderDataset
+from .masks import MaskSpec
+
+log = logging.getLogger(__name__)
+
+
+class GroupRepeatSampler(Sampler[list[int]]):
+    """Batches of indices: group 0 (``[0 .. g-1]``) ``repeats`` times in a row, then group 1, and so on.
+
+    A group is the set of images fitted together; every optimisation step of a group
+    sees the same batch. The last group may be smaller. With ``world_size > 1`` this
+    rank takes groups ``rank, rank + world_size, ...``, so ranks may differ by one group.
+    """
+
+    def __init__(
+        self, num_items: int, group_size: int, repeats: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if num_items < 0 or group_size < 1 or repeats < 1:
+            raise ValueError(
+                f"need num_items >= 0, group_size >= 1 and repeats >= 1: {num_items}, {group_size}, {repeats}"
+            )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.num_items = num_items
+        self.group_size = group_size
+        self.repeats = repeats
+        self.groups = list(range(rank, math.ceil(num_items / group_size), world_size))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for group in self.groups:
+            indices = list(range(group * self.group_size, min((group + 1) * self.group_size, self.num_items)))
+            for _ in range(self.repeats):
+                yield list(indices)
+
+    def __len__(self) -> int:
+        return len(self.groups) * self.repeats
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack items into the batch: ``stem`` list, ``index`` [B], ``image`` [B,3,R,R], ``mask`` [B,1,R,R]."""
+    return {
+        "stem": [item["stem"] for item in items],
+        "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
+        "image": torch.stack([item["image"] for item in items]),
+        "mask": torch.stack([item["mask"] for item in items]),
+    }
+
+
+class EmbeddingDataModule(LightningDataModule):
+    """Target images and masks for fitting, ``batch_size`` images at a time, each group for all its steps.
+
+    Args:
+        images: a folder (its image files, sorted by name), a file, a glob, or a list of those.
+        masks_dir: folder of mask files matched by stem (1 / white = the pixel counts).
+        mask: a mask given in the recipe, used for images without a file in ``masks_dir``.
+        dilate: grow each mask by this many pixels (at the generator's resolution).
+        blur_sigma: Gaussian blur of each mask, in pixels (the paper's ``Mblur``).
+        batch_size: images fitted together (one group).
+        resolution: side of the square targets; None takes ``generator.resolution`` of the module.
+        skip_done: leave out images whose results are already in the run folder (``default_root_dir``).
+        num_workers: DataLoader worker processes.
+
+    The module must provide ``steps_per_group`` (optimisation steps per group): the
+    loader yields each group that many times. After ``setup``, ``failures`` lists
+    unreadable inputs as ``(path, reason)`` and ``skipped`` the stems already done.
+    When everything is done, the loader is empty: Lightning warns "Total length of
+    `DataLoader` across ranks is zero", logs "`Trainer.fit` stopped: No training batches"
+    and ``fit`` returns without a training step.
+    Multi-device: the sampler shards groups by rank itself, so the trainer must run with
+    ``use_distributed_sampler: false`` (Lightning refuses to inject its sampler otherwise).
+    """
+
+    def __init__(
+        self,
+        images: str | list[str],
+        masks_dir: str | None = None,
+        mask: MaskSpec | None = None,
+        dilate: int = 0,
+        blur_sigma: float = 0.0,
+        batch_size: int = 1,
+        resolution: int | None = None,
+        skip_done: bool = True,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.images = images
+        self.masks_dir = masks_dir
+        self.mask = mask
+        self.dilate = dilate
+        self.blur_sigma = blur_sigma
+        self.batch_size = batch_size
+        self.resolution = resolution
+        self.skip_done = skip_done
+        self.num_workers = num_workers
+        self.dataset: ImageFolderDataset | None = None
+        self.failures: list[tuple[str, str]] = []
+        self.skipped: list[str] = []
+
+    def setup(self, stage: str) -> None:
+        """Read and check every input once; drop finished images when ``skip_done``."""
+        if self.dataset is not None:
+            return
+        resolution = self.resolution or self.trainer.lightning_module.generator.resolution
+        skip = RunFolder(self.trainer.default_root_dir).is_done if self.skip_done else None
+        self.dataset = ImageFolderDataset(
+            self.images,
+            resolution,
+            self.masks_dir,
+            self.mask,
+            self.dilate,
+            self.blur_sigma,
+            skip=skip,
+            cache_size=self.batch_size,
+        )
+        self.failures = self.dataset.failures
+        self.skipped = self.dataset.skipped
+        log.info(
+            "%d image(s) to fit, %d already done and skipped, %d unreadable",
+            len(self.dataset),
+            len(self.skipped),
+            len(self.failures),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Each group of ``batch_size`` images, ``steps_per_group`` times in a row."""
+        sampler = GroupRepeatSampler(
+            len(self.dataset),
+            self.batch_size,
+            self.trainer.lightning_module.steps_per_group,
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+        )
+        return DataLoader(
+            self.dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
+        )

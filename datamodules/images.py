@@ -1,0 +1,312 @@
+"""Reading photos robustly into the generator's square format, and the Dataset over a set of photos.
+
+Crop and resize policy (images and mask files alike): the centred square of the
+shorter side is cut out, then resized to ``R x R``. Images use PIL's Lanczos filter
+(antialiased) on float planes, so 16-bit files keep their precision; masks use
+nearest neighbour, so a binary mask stays binary.
+
+Pixel modes: grayscale (``1``, ``L``) is repeated into RGB; palette, CMYK, YCbCr and
+similar are converted to RGB by PIL; 16-bit grayscale (``I;16*``, and ``I``, taken
+as 16-bit) is scaled by 1/65535. Images with alpha (``LA``, ``RGBA``, palette with
+transparency) are composited over white: the colour under transparent pixels is
+undefined (often black), while cut-outs are conventionally shown on white; alpha is
+never used as a mask (masks come from ``masks_dir`` or the recipe).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from .masks import MaskError, MaskSpec, binarize, finish, shape_mask
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+_SIXTEEN_BIT = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+_WITH_ALPHA = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+_TO_RGB = frozenset({"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be used as an image; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(str(path), reason)
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot read image {self.path}: {self.reason}"
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and fully decode ``path``, upright per its EXIF orientation, refusing decompression bombs."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return ImageOps.exif_transpose(im)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        limit = Image.MAX_IMAGE_PIXELS
+        raise ImageReadError(path, f"too many pixels (Image.MAX_IMAGE_PIXELS={limit}): {e}") from e
+    except Exception as e:
+        raise ImageReadError(path, f"{type(e).__name__}: {e}") from e
+
+
+def centre_square_box(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` of the centred square whose side is the shorter side of ``size``."""
+    width, height = size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def _on_white(im: Image.Image) -> Image.Image:
+    """Composite an image with alpha over a white background."""
+    rgba = im.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+
+
+def _colour_planes(im: Image.Image) -> tuple[list[Image.Image], float]:
+    """Float (mode ``F``) RGB planes of ``im`` (one gray plane for 16-bit) and the value of full intensity."""
+    if im.mode in _SIXTEEN_BIT:
+        return [im.convert("I").convert("F")], 65535.0
+    if im.mode in _WITH_ALPHA or (im.mode == "P" and "transparency" in im.info):
+        im = _on_white(im)
+    elif im.mode in _TO_RGB:
+        im = im.convert("RGB")
+    else:
+        raise ValueError(f"unsupported pixel mode {im.mode}")
+    return [plane.convert("F") for plane in im.split()], 255.0
+
+
+def _gray_plane(im: Image.Image) -> tuple[Image.Image, float]:
+    """One float (mode ``F``) luminance plane of ``im`` and the value of full intensity."""
+    if im.mode in _SIXTEEN_BIT:
+        return im.convert("I").convert("F"), 65535.0
+    return im.convert("L").convert("F"), 255.0
+
+
+def _sample(planes: list[Image.Image], full: float, resolution: int, resample: int) -> torch.Tensor:
+    """Crop the centred square of each plane, resize it to ``R x R`` and scale to [0, 1]: ``[C, R, R]``."""
+    box, size = centre_square_box(planes[0].size), (resolution, resolution)
+    arrays = [np.array(p.crop(box).resize(size, resample), dtype=np.float32) for p in planes]
+    return (torch.from_numpy(np.stack(arrays)) / full).clamp(0.0, 1.0)
+
+
+def decode_image(path: str | Path) -> tuple[list[Image.Image], float, tuple[int, int]]:
+    """Decode ``path`` into float planes (see :func:`_colour_planes`), full intensity and upright size."""
+    im = open_image(path)
+    try:
+        planes, full = _colour_planes(im)
+    except ValueError as e:
+        raise ImageReadError(path, str(e)) from e
+    return planes, full, im.size
+
+
+def read_image(path: str | Path, resolution: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The image as ``[3, R, R]`` in [-1, 1], and its upright size before cropping."""
+    planes, full, size = decode_image(path)
+    rgb = _sample(planes, full, resolution, Image.Resampling.LANCZOS).expand(3, -1, -1)
+    return rgb * 2.0 - 1.0, size
+
+
+def load_image(path: str | Path, resolution: int) -> torch.Tensor:
+    """The image at ``path`` as a float ``[3, R, R]`` tensor in [-1, 1] (policy: see the module docstring)."""
+    return read_image(path, resolution)[0]
+
+
+def read_gray(path: str | Path, resolution: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A mask file as gray ``[1, R, R]`` in [0, 1], cropped like its image (nearest), and its size."""
+    im = open_image(path)
+    plane, full = _gray_plane(im)
+    return _sample([plane], full, resolution, Image.Resampling.NEAREST), im.size
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (by extension, hidden files left out), sorted by name."""
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+
+
+def resolve_images(
+    images: str | os.PathLike | Sequence[str | os.PathLike],
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand folders, files and globs (in the order given, each sorted by name) into image paths, once each.
+
+    Returns the paths and the entries that gave nothing, as ``(entry, reason)``.
+    """
+    entries = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    paths: dict[Path, Path] = {}
+    failures: list[tuple[str, str]] = []
+    for entry in entries:
+        found = _expand(str(entry))
+        if not found:
+            failures.append((str(entry), "no such file, and no image file in such a folder or pattern"))
+            warnings.warn(
+                f"{entry}: no such file, and no image file in such a folder or pattern", stacklevel=3
+            )
+        for path in found:
+            paths.setdefault(path.resolve(), path)
+    return list(paths.values()), failures
+
+
+def _expand(entry: str) -> list[Path]:
+    """The image paths one entry stands for: a file, a folder's image files, or a glob's image files."""
+    path = Path(entry)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return list_image_files(path)
+    if any(c in entry for c in "*?["):
+        matches = (Path(m) for m in glob.glob(entry))
+        return sorted((m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS), key=str)
+    return []
+
+
+def unique_stems(paths: Sequence[Path]) -> list[str]:
+    """One stem per path, unique and deterministic: a shared stem gets its extension (``a.png`` -> ``a_png``).
+
+    A name still taken after that gets ``_2``, ``_3``, ... in list order. Every renamed file is warned about.
+    """
+    counts = Counter(p.stem for p in paths)
+    taken: set[str] = set()
+    stems = []
+    for path in paths:
+        stem = f"{path.stem}_{path.suffix.lstrip('.').lower()}" if counts[path.stem] > 1 else path.stem
+        candidate, n = stem, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{stem}_{n}"
+        if candidate != path.stem:
+            warnings.warn(
+                f"stem {path.stem!r} is shared by several inputs; {path} is saved as {candidate!r}",
+                stacklevel=3,
+            )
+        taken.add(candidate)
+        stems.append(candidate)
+    return stems
+
+
+class ImageFolderDataset(Dataset):
+    """Target images (and their masks) as dict items ``stem, index, image [3,R,R], mask [1,R,R]``.
+
+    Every image is decoded and its mask built once at construction; failures are recorded in
+    ``failures`` as ``(path, reason)``, warned about, and dropped. Images for which
+    ``skip(stem)`` is true are listed in ``skipped`` and neither read nor served.
+    Stems are computed over all inputs before skipping, so they are stable across reruns.
+    Mask precedence: the file ``masks_dir/<stem>.<ext>`` (``.png`` first), then the
+    recipe's ``mask`` spec; with ``masks_dir`` or a ``file`` spec, an image without a
+    mask file is a failure. Without either, the mask is all ones. A shape mask is built once
+    and shared by every image that uses it.
+    The last ``cache_size`` items are kept, so a group served many times in a row is decoded once.
+    """
+
+    def __init__(
+        self,
+        images: str | os.PathLike | Sequence[str | os.PathLike],
+        resolution: int,
+        masks_dir: str | None = None,
+        mask: MaskSpec | None = None,
+        dilate: int = 0,
+        blur_sigma: float = 0.0,
+        skip: Callable[[str], bool] | None = None,
+        cache_size: int = 64,
+    ) -> None:
+        if resolution < 1:
+            raise ValueError(f"resolution must be positive, got {resolution}")
+        if masks_dir is not None and not Path(masks_dir).is_dir():
+            raise ValueError(f"masks_dir {masks_dir} is not a folder")
+        if mask is not None and mask.kind == "file" and mask.path is None and masks_dir is None:
+            raise ValueError("a 'file' mask needs a path or masks_dir")
+        self.resolution = resolution
+        self.mask_spec = mask
+        self.masks_dir = masks_dir
+        self.dilate = dilate
+        self.blur_sigma = blur_sigma
+        self.cache_size = cache_size
+        self._cache: OrderedDict[int, dict] = OrderedDict()
+        self._mask_files = self._index_masks(masks_dir)
+        self._shape: torch.Tensor | None = None
+        paths, self.failures = resolve_images(images)
+        named = list(zip(unique_stems(paths), paths, strict=True))
+        self.skipped = [stem for stem, _ in named if skip is not None and skip(stem)]
+        skipped = set(self.skipped)
+        self.items = [item for item in named if item[0] not in skipped and self._usable(*item)]
+        if not self.items and not self.skipped:
+            listing = "\n".join(f"  {path}: {reason}" for path, reason in self.failures) or "  (no input)"
+            raise ValueError(f"no readable image in {images!r}:\n{listing}")
+
+    @staticmethod
+    def _index_masks(masks_dir: str | None) -> dict[str, Path]:
+        """Mask files by stem; for a stem with several files, ``.png`` wins, then the first by name."""
+        if masks_dir is None:
+            return {}
+        index: dict[str, Path] = {}
+        files = list_image_files(Path(masks_dir))
+        for path in sorted(files, key=lambda p: (p.suffix.lower() != ".png", p.name)):
+            index.setdefault(path.stem, path)
+        return index
+
+    def _usable(self, stem: str, path: Path) -> bool:
+        """Decode the image (resizing cannot fail) and build its mask; on failure record it and warn."""
+        try:
+            self._mask(stem, path, decode_image(path)[2])
+        except (ImageReadError, MaskError) as e:
+            self.failures.append((str(path), str(e)))
+            warnings.warn(f"skipping {path}: {e}", stacklevel=4)
+            return False
+        return True
+
+    def _read(self, stem: str, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image ``[3, R, R]`` in [-1, 1] and its processed mask ``[1, R, R]`` in [0, 1]."""
+        image, size = read_image(path, self.resolution)
+        return image, self._mask(stem, path, size)
+
+    def _mask(self, stem: str, path: Path, image_size: tuple[int, int]) -> torch.Tensor:
+        """The processed mask of one image (see the class docstring for where it comes from)."""
+        spec = self.mask_spec
+        file = self._mask_files.get(stem) or self._mask_files.get(path.stem)
+        if file is None and spec is not None and spec.kind == "file" and spec.path is not None:
+            file = Path(spec.path)
+        if file is not None:
+            values, mask_size = read_gray(file, self.resolution)
+            return self._finish(binarize(values, file, mask_size, image_size), file)
+        if spec is not None and spec.kind != "file":
+            if self._shape is None:
+                self._shape = self._finish(shape_mask(spec, self.resolution), path)
+            return self._shape
+        if self.masks_dir is not None:
+            raise MaskError(path, f"no mask file named {stem}.<image extension> in {self.masks_dir}")
+        return torch.ones(1, self.resolution, self.resolution)
+
+    def _finish(self, binary: torch.Tensor, path: Path) -> torch.Tensor:
+        """Invert, dilate and blur a binary mask as the recipe asks."""
+        invert = self.mask_spec is not None and self.mask_spec.invert
+        return finish(binary, path, invert, self.dilate, self.blur_sigma)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        stem, path = self.items[index]
+        image, mask = self._read(stem, path)
+        item = {"stem": stem, "index": index, "image": image, "mask": mask}
+        self._cache[index] = item
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return item

@@ -1,0 +1,125 @@
+"""Load StyleGAN2 generators and discriminators from official files, rosinality files or the project's format.
+
+``source`` is a path to an NVIDIA ``.pkl``, a rosinality ``.pt``, a project ``.pt`` (with its
+``.json``), or the name of the embedded default (``"default"``). No format ever executes code
+stored in the file. Every failure raises ``CheckpointError`` (or ``FileNotFoundError``) naming
+the file.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..generators import Discriminator, Generator
+from . import native, nvidia, rosinality
+from .errors import CheckpointError
+
+__all__ = ["CheckpointError", "load_discriminator", "load_generator", "save_discriminator", "save_generator",
+           "DEFAULT_NAME"]
+
+DEFAULT_NAME = "default"
+_DEFAULT_FILES = {"generator": "default_generator.pt", "discriminator": "default_discriminator.pt"}
+
+
+def default_path(kind: str) -> Path:
+    """Where the embedded default network of ``kind`` is shipped inside the package."""
+    return Path(str(resources.files("embedding") / "assets" / _DEFAULT_FILES[kind]))
+
+
+def _resolve(source: str | os.PathLike, kind: str) -> Path:
+    if str(source) == DEFAULT_NAME:
+        path = default_path(kind)
+        if not path.is_file():
+            raise FileNotFoundError(f"the embedded default {kind} is missing from this installation ({path}); "
+                                    "pass the path of a checkpoint instead")
+        return path
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_ema",
+                   device: str | torch.device = "cpu") -> Generator:
+    """The generator in ``source`` (``network`` picks ``G_ema`` or ``G`` inside NVIDIA pickles), frozen, eval mode."""
+    path = _resolve(source, "generator")
+    if path.suffix == ".pkl":
+        data = nvidia.read_pickle(path)
+        net = nvidia.network(data, network, path)
+        kwargs, state = nvidia.generator_kwargs(net, path), net.state_dict()
+    elif native.is_native(path):
+        kwargs, state, _ = native.read(path, "generator")
+    else:
+        data = rosinality.read(path)
+        g = data.get("g_ema" if network == "G_ema" else "g")
+        if not isinstance(g, dict) or not rosinality.is_rosinality_generator(g):
+            raise CheckpointError(path, "neither a project checkpoint (no .json beside it) nor a rosinality "
+                                        "checkpoint with a 'g_ema' generator")
+        kwargs, state = rosinality.generator_state(g, data.get("latent_avg"))
+    generator = _build(Generator, kwargs, state, path)
+    if "mapping.w_avg" not in state:
+        generator.mapping.w_avg.copy_(_estimate_w_avg(generator))
+    return generator.to(device)
+
+
+def load_discriminator(source: str | os.PathLike = DEFAULT_NAME, device: str | torch.device = "cpu") -> Discriminator:
+    """The discriminator in ``source`` (``D`` in NVIDIA pickles, ``d`` in rosinality files), frozen, eval mode."""
+    path = _resolve(source, "discriminator")
+    if path.suffix == ".pkl":
+        net = nvidia.network(nvidia.read_pickle(path), "D", path)
+        kwargs, state = nvidia.discriminator_kwargs(net, path), net.state_dict()
+    elif native.is_native(path):
+        kwargs, state, _ = native.read(path, "discriminator")
+    else:
+        d = rosinality.read(path).get("d")
+        if not isinstance(d, dict):
+            raise CheckpointError(path, "no discriminator ('d') in this checkpoint")
+        kwargs, state = rosinality.discriminator_state(d)
+    return _build(Discriminator, kwargs, state, path).to(device)
+
+
+def save_generator(generator: Generator, path: str | os.PathLike, dtype: torch.dtype | None = None,
+                   metadata: dict | None = None) -> Path:
+    """Write ``generator`` in the project's format (``path`` ``.pt`` + ``.json``)."""
+    return native.save(generator, "generator", path, dtype, metadata)
+
+
+def save_discriminator(discriminator: Discriminator, path: str | os.PathLike, dtype: torch.dtype | None = None,
+                       metadata: dict | None = None) -> Path:
+    """Write ``discriminator`` in the project's format (``path`` ``.pt`` + ``.json``)."""
+    return native.save(discriminator, "discriminator", path, dtype, metadata)
+
+
+def _build(cls: type[nn.Module], kwargs: dict, state: dict, path: Path) -> nn.Module:
+    """Instantiate ``cls`` and load ``state`` strictly, naming the first bad key."""
+    try:
+        net = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(path, f"unsupported architecture: {e}") from e
+    state = {k: v for k, v in state.items() if not k.endswith("resample_filter")}
+    expected = net.state_dict()
+    optional = {"mapping.w_avg"}
+    missing = sorted(set(expected) - set(state) - optional)
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        detail = f"missing key {missing[0]!r}" if missing else f"unexpected key {unexpected[0]!r}"
+        raise CheckpointError(path, f"{detail} ({len(missing)} missing, {len(unexpected)} unexpected)")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
+            got = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise CheckpointError(path, f"shape mismatch for {key!r}: file has {got}, "
+                                        f"network expects {list(expected[key].shape)}")
+    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    return net.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def _estimate_w_avg(generator: Generator, samples: int = 10_000) -> torch.Tensor:
+    """Mean of mapped latents, for files that store no running mean."""
+    z = torch.randn(samples, generator.z_dim, generator=torch.Generator().manual_seed(0))
+    return generator.mapping(z)[:, 0].mean(dim=0)

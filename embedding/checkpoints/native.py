@@ -1,0 +1,57 @@
+"""The project's own checkpoint format: a weights-only ``.pt`` state dict beside a small ``.json`` config.
+
+The JSON names the network kind and its constructor arguments (plus free-form metadata such as
+a model card); the ``.pt`` holds nothing but tensors, so reading it can never run code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..run_folder import atomic_write
+from .errors import CheckpointError
+
+FORMAT = "stylegan-embedding/1"
+
+
+def config_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def is_native(path: Path) -> bool:
+    return path.suffix in (".pt", ".pth") and config_path(path).is_file()
+
+
+def save(net: nn.Module, kind: str, path: str | Path, dtype: torch.dtype | None = None,
+         metadata: dict | None = None) -> Path:
+    """Write ``net``'s state dict (optionally cast, e.g. to fp16 to halve the size) and its config."""
+    path = Path(path)
+    state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in net.state_dict().items()}
+    config = {"format": FORMAT, "kind": kind, "init_kwargs": net.init_kwargs, "metadata": metadata or {}}
+    atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write(config_path(path), lambda f: f.write(json.dumps(config, indent=2).encode()))
+    return path
+
+
+def read(path: Path, kind: str) -> tuple[dict, dict, dict]:
+    """Constructor kwargs, state dict and metadata of a native checkpoint of the given ``kind``."""
+    try:
+        config = json.loads(config_path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(config_path(path), f"unreadable checkpoint config: {e}") from e
+    if config.get("format") != FORMAT:
+        raise CheckpointError(config_path(path), f"unknown checkpoint format {config.get('format')!r}")
+    if config.get("kind") != kind:
+        raise CheckpointError(path, f"holds a {config.get('kind')!r}, not a {kind!r}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several unrelated types for corrupt files
+        raise CheckpointError(path, f"unreadable weights (truncated or corrupt?): {e}") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(path, "expected a state dict")
+    return config["init_kwargs"], state, config.get("metadata", {})

@@ -1,0 +1,198 @@
+"""Loss terms of Image2StyleGAN++ Eq. 1: masked pixel MSE, VGG-16 perceptual loss and masked style loss.
+
+Every function returns one value per image (shape `[B]`) and never mixes images, so images
+fitted together stay independent; the caller sums over images. Images are RGB in [-1, 1];
+masks are `[B, 1, H, W]` (or `[1, 1, H, W]`, shared) in [0, 1], 1 where the pixel counts, and
+`None` means all ones. A mask multiplies the quantity it restricts before squaring, as in
+Eq. 1's `‖M ⊙ (G − x)‖²`: for binary masks this selects pixels, a soft (blurred) mask
+weighs a pixel by the square of its value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from embedding.vgg import VGG16Features
+
+PIXEL_SCALE = 127.5  # [-1, 1] differences to the paper's 0–255 pixel units
+# Image2StyleGAN++'s perceptual layers; Image2StyleGAN used conv1_1, conv1_2, conv3_2, conv4_2 on 256² inputs.
+PERCEPT_LAYERS = ("conv1_1", "conv1_2", "conv2_2", "conv3_3")
+STYLE_LAYERS = ("conv3_3",)  # the paper's 'conv3'
+
+
+def downsample_mask(mask: Tensor, size: Sequence[int]) -> Tensor:
+    """Area-average `mask` to `size` (adaptive average pooling), so a layer sees each region's coverage."""
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    return F.adaptive_avg_pool2d(mask, tuple(size))
+
+
+def _masked(t: Tensor, mask: Tensor | None) -> Tensor:
+    """`t` multiplied by `mask` brought to `t`'s resolution; `t` itself when there is no mask."""
+    return t if mask is None else t * downsample_mask(mask, t.shape[-2:])
+
+
+def masked_mse(render: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-image `‖M ⊙ (render − target)‖² / N` in 0–255 pixel units, N = 3·H·W (the full image).
+
+    Differences are scaled by 127.5 so the paper's weights (1e-5) apply as published; what
+    matters between terms is the ratio of weights. N counts every pixel, masked out or not.
+    """
+    diff = _masked((render - target) * PIXEL_SCALE, mask)
+    return diff.pow(2).flatten(1).sum(1) / render[0].numel()
+
+
+def perceptual_loss(
+    feats_render: Mapping[str, Tensor],
+    feats_target: Mapping[str, Tensor],
+    mask: Tensor | None = None,
+    layers: Sequence[str] = PERCEPT_LAYERS,
+) -> Tensor:
+    """Per-image `Σ_j ‖M_j ⊙ (F_j(G) − F_j(x))‖² / N_j`, N_j = C·H·W of layer j, M_j = area-pooled mask."""
+    total = 0
+    for layer in layers:
+        diff = _masked(feats_render[layer] - feats_target[layer], mask)
+        total = total + diff.pow(2).flatten(1).sum(1) / diff[0].numel()
+    return total
+
+
+def gram_matrix(feat: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-image Gram matrix `[B, C, C]` of masked features, divided by C × (masked area in positions).
+
+    With `f = M_l ⊙ F` (M_l the area-pooled mask), `G = f fᵀ / (C · Σ_p M_l[p])`; without a mask
+    the area is H·W. An empty mask gives a zero Gram.
+    """
+    f = _masked(feat, mask)
+    channels = feat.shape[1]
+    area = feat.new_full((feat.shape[0],), float(feat.shape[-2] * feat.shape[-1]))
+    if mask is not None:
+        area = downsample_mask(mask, feat.shape[-2:]).flatten(1).sum(1).expand(feat.shape[0])
+    flat = f.flatten(2)
+    gram = flat @ flat.transpose(1, 2)
+    return gram / (channels * area.clamp_min(1e-8)).view(-1, 1, 1)
+
+
+def style_loss(
+    feats_render: Mapping[str, Tensor],
+    feats_target: Mapping[str, Tensor],
+    mask_render: Tensor | None = None,
+    mask_target: Tensor | None = None,
+    layers: Sequence[str] = STYLE_LAYERS,
+) -> Tensor:
+    """Per-image Gatys style loss: `Σ_l ‖Gram_l(G, Ms) − Gram_l(y, My)‖²_F`, My defaulting to Ms.
+
+    With the Gram normalisation of `gram_matrix` this is 4× Gatys et al.'s per-layer E_l.
+    """
+    mask_target = mask_render if mask_target is None else mask_target
+    total = 0
+    for layer in layers:
+        diff = gram_matrix(feats_render[layer], mask_render) - gram_matrix(feats_target[layer], mask_target)
+        total = total + diff.pow(2).flatten(1).sum(1)
+    return total
+
+
+def latent_pull(w: Tensor, w_ref: Tensor) -> Tensor:
+    """Per-image `‖w − w_ref‖²` over all rows and channels: Alg. 5's pull towards the original code."""
+    return (w - w_ref).pow(2).flatten(1).sum(1)
+
+
+class EmbeddingLoss(nn.Module):
+    """Image2StyleGAN++ Eq. 1, per image, skipping (and not running VGG for) zero-weighted terms.
+
+    `L = w_style·Lstyle(Ms, G, y) + w_mse1·MSE(Mm ⊙ (G − x)) + w_mse2·MSE((1 − Mm) ⊙ (G − y))
+    + w_percept·Lpercept(Mp, G, x)`.
+
+    Target features: the targets stay fixed for thousands of steps, so the caller computes
+    `target_features(x)` / `target_features(y)` once and passes them as `x_features` /
+    `y_features`; when they are not passed they are computed on every call (correct, slower).
+    """
+
+    def __init__(
+        self,
+        vgg: VGG16Features | None,
+        percept_layers: Sequence[str] = PERCEPT_LAYERS,
+        style_layers: Sequence[str] = STYLE_LAYERS,
+    ) -> None:
+        super().__init__()
+        if not percept_layers or not style_layers:
+            raise ValueError("percept_layers and style_layers must each name at least one VGG-16 layer")
+        self.vgg = vgg
+        self.vgg_error = "this loss has no VGG-16: build it with one to use perceptual or style terms"
+        self.percept_layers = tuple(percept_layers)
+        self.style_layers = tuple(style_layers)
+
+    def target_features(self, image: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """VGG features of a fixed target, without gradient; default: every layer this loss uses."""
+        layers = self._render_layers(True, True) if layers is None else layers
+        with torch.no_grad():
+            return self._vgg(image, layers)
+
+    def forward(
+        self,
+        render: Tensor,
+        x: Tensor | None = None,
+        y: Tensor | None = None,
+        *,
+        w_style: float = 0.0,
+        w_mse1: float = 0.0,
+        w_mse2: float = 0.0,
+        w_percept: float = 0.0,
+        mask_style: Tensor | None = None,
+        mask_style_target: Tensor | None = None,
+        mask_mse: Tensor | None = None,
+        mask_percept: Tensor | None = None,
+        x_features: Mapping[str, Tensor] | None = None,
+        y_features: Mapping[str, Tensor] | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per-image total `[B]` and the unweighted per-image terms of the non-zero-weighted ones.
+
+        Keys of the terms: `style`, `mse1`, `mse2`, `percept`, present only when weighted.
+        `mse2` is zero when `mask_mse` is None (Mm = 1 leaves nothing outside it).
+        """
+        terms: dict[str, Tensor] = {}
+        if w_mse1:
+            terms["mse1"] = masked_mse(render, _required(x, "x", "w_mse1"), mask_mse)
+        if w_mse2:
+            terms["mse2"] = self._outside_mse(render, y, mask_mse)
+        layers = self._render_layers(bool(w_percept), bool(w_style))
+        feats = self._vgg(render, layers) if layers else {}
+        if w_percept:
+            if x_features is None:
+                x_features = self.target_features(_required(x, "x", "w_percept"), self.percept_layers)
+            terms["percept"] = perceptual_loss(feats, x_features, mask_percept, self.percept_layers)
+        if w_style:
+            if y_features is None:
+                y_features = self.target_features(_required(y, "y", "w_style"), self.style_layers)
+            terms["style"] = style_loss(feats, y_features, mask_style, mask_style_target, self.style_layers)
+        weights = {"style": w_style, "mse1": w_mse1, "mse2": w_mse2, "percept": w_percept}
+        total = render.new_zeros(render.shape[0])
+        for name, value in terms.items():
+            total = total + weights[name] * value
+        return total, terms
+
+    def _vgg(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        if self.vgg is None:
+            raise ValueError(self.vgg_error)
+        return self.vgg(image, layers)
+
+    def _outside_mse(self, render: Tensor, y: Tensor | None, mask_mse: Tensor | None) -> Tensor:
+        """MSE against `y` outside the MSE mask: zero when there is no mask (nothing lies outside)."""
+        if mask_mse is None:
+            return render.new_zeros(render.shape[0])
+        return masked_mse(render, _required(y, "y", "w_mse2"), 1 - mask_mse)
+
+    def _render_layers(self, use_percept: bool, use_style: bool) -> tuple[str, ...]:
+        """The VGG layers one pass over the render must return for the active feature terms."""
+        layers = (self.percept_layers if use_percept else ()) + (self.style_layers if use_style else ())
+        return tuple(dict.fromkeys(layers))
+
+
+def _required(value: Tensor | None, name: str, because: str) -> Tensor:
+    """`value`, or a clear error saying which weight needs it."""
+    if value is None:
+        raise ValueError(f"`{name}` is required when `{because}` is non-zero")
+    return value

@@ -1,0 +1,161 @@
+"""Frozen VGG-16 feature extractor for the perceptual and style losses, and its weight loading."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+# Index in `torchvision.models.vgg16().features` of the ReLU that follows each named convolution.
+LAYER_INDEX: dict[str, int] = {
+    "conv1_1": 1, "conv1_2": 3,
+    "conv2_1": 6, "conv2_2": 8,
+    "conv3_1": 11, "conv3_2": 13, "conv3_3": 15,
+    "conv4_1": 18, "conv4_2": 20, "conv4_3": 22,
+    "conv5_1": 25, "conv5_2": 27, "conv5_3": 29,
+}  # fmt: skip
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGG16Features(nn.Module):
+    """VGG-16 convolutional stack, frozen, returning post-ReLU activations of named layers.
+
+    Starts with deterministic random weights (seed 0); `load_vgg16` puts real weights in.
+    Inputs are RGB in [-1, 1] (the generator's range); they are mapped to [0, 1], optionally
+    resized to `resize`² (bilinear, antialiased), and normalised with the ImageNet mean/std
+    that torchvision's weights expect.
+    """
+
+    def __init__(self, resize: int | None = None) -> None:
+        super().__init__()
+        with torch.device("meta"):
+            features = torchvision.models.vgg16(weights=None).features
+        self.features = features.to_empty(device="cpu")
+        self.resize = resize
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._reset_random(seed=0)
+        self.requires_grad_(False)
+        self.eval()
+
+    def _reset_random(self, seed: int = 0) -> None:
+        """Fill the weights with a seeded Kaiming init, so random-weight runs are reproducible."""
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for module in self.features:
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu",
+                                            generator=generator)
+                    module.bias.zero_()
+
+    def _preprocess(self, x: Tensor) -> Tensor:
+        """Map [-1, 1] RGB to the resized, ImageNet-normalised input VGG-16 was trained on."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"VGG-16 expects RGB images [B, 3, H, W], got shape {tuple(x.shape)}")
+        x = (x + 1) / 2
+        if self.resize is not None and tuple(x.shape[-2:]) != (self.resize, self.resize):
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
+                              align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
+        """Post-ReLU activations of `layers`, running the network only as deep as the deepest one."""
+        wanted = {_layer_index(name): name for name in layers}
+        if not wanted:
+            return {}
+        h = self._preprocess(x)
+        out: dict[str, Tensor] = {}
+        for index, module in enumerate(self.features[: max(wanted) + 1]):
+            h = module(h)
+            if index in wanted:
+                out[wanted[index]] = h
+        return out
+
+
+def _layer_index(name: str) -> int:
+    """Index of a named layer's ReLU, with an error listing the valid names."""
+    if name not in LAYER_INDEX:
+        raise ValueError(f"unknown VGG-16 layer {name!r}; expected one of {', '.join(LAYER_INDEX)}")
+    return LAYER_INDEX[name]
+
+
+def load_vgg16(weights: str | os.PathLike = "imagenet", resize: int | None = None) -> VGG16Features:
+    """VGG-16 features with `weights`: "imagenet" (torchvision's), "random" (seeded), or a `.pth` path."""
+    model = VGG16Features(resize=resize)
+    if weights == "random":
+        logger.warning("VGG-16 has random weights: perceptual and style losses are not meaningful")
+        return model
+    if weights == "imagenet":
+        state, source = _imagenet_state_dict()
+    else:
+        source = Path(weights)
+        state = _read_state_dict(source)
+    model.features.load_state_dict(_features_state(state, source, model.features.state_dict()))
+    return model
+
+
+def imagenet_cache_path() -> Path:
+    """Where torch hub keeps (and `load_vgg16("imagenet")` looks for) torchvision's VGG-16 weights."""
+    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def _imagenet_state_dict() -> tuple[Mapping[str, Tensor], Path]:
+    """torchvision's ImageNet VGG-16 state dict, from the hub cache or, failing that, a download."""
+    path = imagenet_cache_path()
+    if path.is_file():
+        return _read_state_dict(path), path
+    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    try:
+        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise FileNotFoundError(
+            f"ImageNet VGG-16 weights are not in the torch hub cache ({path}) and downloading them "
+            f"failed ({type(err).__name__}: {err}). Either download {url} on a machine with internet "
+            f"access and copy it to {path}, or set `vgg_weights: /path/to/vgg16.pth` in the recipe "
+            f"(a torchvision VGG-16 state dict)."
+        ) from err
+    return state, path
+
+
+def _read_state_dict(path: Path) -> Mapping[str, Tensor]:
+    """Load a state dict from `path` without executing pickled code, naming the file on failure."""
+    if not path.is_file():
+        raise FileNotFoundError(f"VGG-16 weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise RuntimeError(f"cannot read VGG-16 weights from {path}: {err}") from err
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path} does not hold a state dict (found {type(state).__name__})")
+    return state
+
+
+def _features_state(
+    state: Mapping[str, Tensor], source: Path, expected: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """The `features` part of a full or features-only VGG-16 state dict, checked key by key."""
+    prefix = "features."
+    if any(key.startswith(prefix) for key in state):
+        state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    for key in state:
+        if key not in expected:
+            raise ValueError(f"{source}: unexpected key {key!r} for a VGG-16 state dict")
+    for key, ref in expected.items():
+        if key not in state:
+            raise ValueError(f"{source}: missing key {key!r} of a VGG-16 state dict")
+        shape = tuple(getattr(state[key], "shape", ()))
+        if shape != tuple(ref.shape):
+            raise ValueError(f"{source}: key {key!r} has shape {shape}, VGG-16 expects {tuple(ref.shape)}")
+    return dict(state)
