@@ -9,6 +9,7 @@ The run folder is ``trainer.default_root_dir``; TensorBoard event files and the 
 from __future__ import annotations
 
 import logging
+import warnings
 
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -45,8 +46,15 @@ class EmbedCLI(LightningCLI):
         parser.add_lightning_class_args(EmbeddingProgressBar, "progress")
 
     def before_instantiate_classes(self) -> None:
-        """Default logger: TensorBoard events directly in the run folder (no version subfolders)."""
+        """Default logger: TensorBoard events directly in the run folder (no version subfolders).
+
+        ``--trainer.enable_progress_bar false`` keeps its usual meaning: the embedding's own bar
+        (always installed) is then silenced instead of clashing with the setting.
+        """
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.enable_progress_bar is False:
+            config.trainer.enable_progress_bar = True
+            config.progress.refresh_rate = 0
         if config.trainer.logger in (None, True):
             config.trainer.logger = Namespace(
                 class_path="lightning.pytorch.loggers.TensorBoardLogger",
@@ -67,6 +75,9 @@ class EmbedCLI(LightningCLI):
 def main() -> None:
     """Entry point of the ``embed`` console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Phases install their own optimisers, and the frozen generator and VGG stay in eval mode.
+    warnings.filterwarnings("ignore", message=r".*configure_optimizers.*returned `None`")
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     EmbedCLI()
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..run_folder import atomic_write
-from .errors import CheckpointError
+from .errors import CheckpointError, weights_only_error
 
 FORMAT = "stylegan-embedding/1"
 
@@ -51,7 +51,7 @@ def read(path: Path, kind: str) -> tuple[dict, dict, dict]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for corrupt files
-        raise CheckpointError(path, f"unreadable weights (truncated or corrupt?): {e}") from e
+        raise weights_only_error(path, e) from e
     if not isinstance(state, dict):
         raise CheckpointError(path, "expected a state dict")
     return config["init_kwargs"], state, config.get("metadata", {})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, weights_only_error
 
 
 def read(path: Path) -> dict:
@@ -22,8 +22,7 @@ def read(path: Path) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for corrupt or hostile files
-        raise CheckpointError(path, f"not a readable weights-only checkpoint (truncated, corrupt or it "
-                                    f"contains code): {e}") from e
+        raise weights_only_error(path, e) from e
     if not isinstance(data, dict):
         raise CheckpointError(path, f"expected a dict of state dicts, got {type(data).__name__}")
     return data

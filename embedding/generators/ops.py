@@ -122,7 +122,7 @@ def _low_precision(x: torch.Tensor) -> bool:
     """True when the convolution will run in fp16, where modulated activations can overflow."""
     if x.dtype == torch.float16:
         return True
-    return x.is_cuda and torch.is_autocast_enabled() and torch.get_autocast_gpu_dtype() == torch.float16
+    return x.is_cuda and torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.float16
 
 
 def modulated_conv2d(

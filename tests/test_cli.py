@@ -1,0 +1,101 @@
+"""``embed fit`` end to end on real photos: the run-folder contract, reruns, bad files, printed recipes."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from embedding.cli import EmbedCLI
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"
+RECIPE = ROOT / "recipes" / "reconstruct.yaml"
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("000002.jpg", "000058.jpg", "000086.jpg"):
+        shutil.copy(PHOTOS / name, folder / name)
+    return folder
+
+
+def run_embed(generator: Path, images: Path, root: Path, *extra: str) -> None:
+    args = ["fit", "--config", str(RECIPE), "--model.generator", str(generator), "--model.vgg_weights", "random",
+            "--data.images", str(images), "--trainer.default_root_dir", str(root),
+            "--model.steps", "{WI: 6, Mkn: 4}", "--trainer.enable_progress_bar", "false", *extra]
+    EmbedCLI(args=args)
+
+
+def test_fit_writes_the_run_folder_contract(tiny_generator, tiny_generator_file, photos, tmp_path):
+    root = tmp_path / "run"
+    run_embed(tiny_generator_file, photos, root, "--data.batch_size", "2")
+    stems = ["000002", "000058", "000086"]
+    for stem in stems:
+        record = torch.load(root / "latents" / f"{stem}.pt", weights_only=True)
+        assert record["w_plus"].dtype == torch.float32
+        assert record["w_plus"].shape == (tiny_generator.num_ws, tiny_generator.w_dim)
+        assert [tuple(n.shape) for n in record["noise"]] == tiny_generator.synthesis.noise_shapes
+        assert record["metadata"]["generator"] == str(tiny_generator_file)
+        assert "WI" in record["metadata"]["recipe"]
+        with np.load(root / "latents" / f"{stem}.npz") as npz:
+            assert npz["w"].shape == (1, tiny_generator.num_ws, tiny_generator.w_dim)
+            np.testing.assert_allclose(npz["w"][0], record["w_plus"].numpy())
+        for name in (f"{stem}.png", f"{stem}.WI.png", f"{stem}.Mkn.png"):
+            assert (root / "images" / name).is_file()
+    with open(root / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((r["image"], r["phase"]) for r in rows) == sorted((s, p) for s in stems for p in ("WI", "Mkn"))
+    assert all(float(r["psnr"]) > 0 and -1 <= float(r["ssim"]) <= 1 for r in rows)
+    assert list(root.glob("events.out.tfevents*"))
+    assert not list(root.rglob("*.tmp")), "no temporary file may be left behind"
+
+
+def test_rerun_skips_finished_images(tiny_generator_file, photos, tmp_path):
+    root = tmp_path / "run"
+    run_embed(tiny_generator_file, photos, root)
+    before = {p: p.stat().st_mtime_ns for p in (root / "latents").iterdir()}
+    (root / "latents" / "000058.pt").unlink()
+    run_embed(tiny_generator_file, photos, root)
+    after = {p: p.stat().st_mtime_ns for p in (root / "latents").iterdir()}
+    assert after[root / "latents" / "000002.pt"] == before[root / "latents" / "000002.pt"]
+    assert after[root / "latents" / "000058.pt"] > before[root / "latents" / "000058.npz"]
+    with open(root / "metrics.csv", newline="") as f:
+        rows = [(r["image"], r["phase"]) for r in csv.DictReader(f)]
+    assert len(rows) == len(set(rows)) == 6, "a refitted image's rows are written once"
+
+
+def test_corrupt_image_is_reported_and_the_others_finish(tiny_generator_file, photos, tmp_path, caplog):
+    (photos / "broken.jpg").write_bytes((PHOTOS / "000002.jpg").read_bytes()[:300])
+    (photos / "empty.png").write_bytes(b"")
+    root = tmp_path / "run"
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        run_embed(tiny_generator_file, photos, root)
+    assert sorted(p.name for p in (root / "latents").glob("*.pt")) == ["000002.pt", "000058.pt", "000086.pt"]
+    assert "broken.jpg" in caplog.text and "empty.png" in caplog.text
+
+
+def test_print_config_gives_a_recipe_that_reruns(tiny_generator_file, photos, tmp_path):
+    cmd = [sys.executable, "-m", "embedding.cli", "fit", "--config", str(RECIPE), "--model.generator",
+           str(tiny_generator_file), "--data.images", str(photos), "--model.steps", "{WI: 3, Mkn: 2}",
+           "--print_config"]
+    printed = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    recipe = yaml.safe_load(printed)
+    assert [p["name"] for p in recipe["model"]["phases"]] == ["WI", "Mkn"]
+    assert recipe["model"]["phases"][1]["lr"] == 5.0
+    assert recipe["model"]["steps"] == {"WI": 3, "Mkn": 2}
+    saved = tmp_path / "recipe.yaml"
+    saved.write_text(printed)
+    root = tmp_path / "rerun"
+    EmbedCLI(args=["fit", "--config", str(saved), "--model.vgg_weights", "random",
+                   "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"])
+    assert len(list((root / "latents").glob("*.pt"))) == 3
