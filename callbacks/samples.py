@@ -1,0 +1,52 @@
+"""During GAN training: sample grids of the EMA generator, and the trained networks in the project's format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning import Callback, LightningModule, Trainer
+from torchvision.utils import make_grid, save_image
+
+
+class GeneratorSamples(Callback):
+    """Every ``every_n_steps`` steps, render fixed latents with ``g_ema`` to TensorBoard and ``samples/``."""
+
+    def __init__(self, every_n_steps: int = 500, count: int = 32, seed: int = 0) -> None:
+        self.every_n_steps, self.count, self.seed = every_n_steps, count, seed
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step // 2
+        if trainer.is_global_zero and step % self.every_n_steps == 0:
+            grid = self.grid(pl_module)
+            if trainer.logger is not None:
+                trainer.logger.experiment.add_image("samples", grid, global_step=step)
+            folder = Path(trainer.default_root_dir) / "samples"
+            folder.mkdir(parents=True, exist_ok=True)
+            save_image(grid, folder / f"{step:07d}.png")
+
+    @torch.no_grad()
+    def grid(self, pl_module: LightningModule) -> torch.Tensor:
+        g = pl_module.g_ema.eval()
+        z = torch.randn(self.count, g.z_dim, generator=torch.Generator().manual_seed(self.seed)).to(pl_module.device)
+        images = g.synthesis(g.mapping(z), noise_mode="const").clamp(-1, 1)
+        return make_grid((images.float().cpu() + 1) / 2, nrow=8, padding=1)
+
+
+class ExportNetworks(Callback):
+    """Write ``g_ema`` and D in the project's format (fp16) every ``every_n_steps`` steps and at the end."""
+
+    def __init__(self, folder: str = "export", every_n_steps: int = 1000, model_card: dict | None = None) -> None:
+        self.folder, self.every_n_steps, self.model_card = folder, every_n_steps, model_card or {}
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step // 2
+        if trainer.is_global_zero and step % self.every_n_steps == 0:
+            self.export(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.export(trainer, pl_module)
+
+    def export(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module.export(Path(trainer.default_root_dir) / self.folder, metadata=self.model_card)

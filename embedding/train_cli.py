@@ -1,0 +1,51 @@
+"""The ``embed-train`` command: train a StyleGAN2 (``embed-train fit --config recipes/train_generator.yaml``).
+
+Resume a stopped run with ``--ckpt_path last``; checkpoints and sample grids land in
+``trainer.default_root_dir``, the exported networks in its ``export/`` folder. Each iteration
+takes two optimiser steps (D, then G): ``trainer.max_steps`` and checkpoint names count optimiser
+steps, sample grids and exports count iterations.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from callbacks.samples import ExportNetworks, GeneratorSamples
+from datamodules.training import TrainingImages
+
+from .training import StyleGAN2Training
+
+
+class TrainCLI(LightningCLI):
+    """LightningCLI for GAN training with sample grids, exports and resumable checkpoints always on."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(StyleGAN2Training, TrainingImages, save_config_kwargs={"overwrite": True},
+                         trainer_defaults={"max_epochs": -1, "default_root_dir": "runs/train",
+                                           "enable_checkpointing": True}, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(GeneratorSamples, "samples")
+        parser.add_lightning_class_args(ExportNetworks, "export")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 200,
+                             "checkpoint.filename": "{step}"})
+
+    def before_instantiate_classes(self) -> None:
+        """Checkpoints go to ``<default_root_dir>/checkpoints``, where ``--ckpt_path last`` finds them."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = f"{config.trainer.default_root_dir}/checkpoints"
+
+
+def main() -> None:
+    """Entry point of the ``embed-train`` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    TrainCLI()
+
+
+if __name__ == "__main__":
+    main()
