@@ -78,6 +78,11 @@ def mkn(steps: int = 3000, **overrides) -> Phase:
                     **overrides})
 
 
+def mst(steps: int = 1000, **overrides) -> Phase:
+    """Mst: masked style transfer on all of W+; Gram style loss λs=5e-7 only, Adam lr 0.01 (Sec. 6)."""
+    return Phase(**{"name": "Mst", "steps": steps, "optimize": "w", "lr": 0.01, "style": 5e-7, **overrides})
+
+
 def reconstruction_phases() -> list[Phase]:
     """Algorithm 2, improved reconstruction: 5000 WI steps, then 3000 Mkn steps."""
     return [wi(), mkn()]

@@ -13,7 +13,7 @@ from datamodules.embedding import GroupRepeatSampler, collate
 from embedding.checkpoints import save_generator
 from embedding.latents import render_latents
 from embedding.module import EmbeddingModule
-from embedding.phases import Phase
+from embedding.phases import Phase, mkn, mst, wi
 from embedding.run_folder import RunFolder
 
 
@@ -159,3 +159,9 @@ def test_bad_phase_settings_are_refused():
         Phase("WI", steps=1, mask_mse="holes")
     with pytest.raises(ValueError, match="steps"):
         Phase("WI", steps=-1)
+
+
+def test_paper_presets_have_the_paper_settings():
+    assert (wi().optimize, wi().lr, wi().mse1, wi().percept, wi().steps) == ("w", 0.01, 1e-5, 1e-5, 5000)
+    assert (mkn().optimize, mkn().lr, mkn().mse1, mkn().mse2, mkn().percept) == ("noise", 5.0, 1e-5, 1e-5, 0.0)
+    assert (mst().optimize, mst().style, mst().mse1, mst().lr) == ("w", 5e-7, 0.0, 0.01)
