@@ -105,6 +105,10 @@ class EmbeddingModule(LightningModule):
 
     def start_group(self, batch: Batch) -> None:
         """Fresh parameters for the images of ``batch``: one W+ block and one set of noise maps each."""
+        size, res = tuple(batch["image"].shape[-2:]), self.generator.resolution
+        if size != (res, res):
+            raise ValueError(f"targets are {size[0]}×{size[1]} but the generator renders {res}×{res}; "
+                             "leave data.resolution unset to match the generator")
         self.group_stems = list(batch["stem"])
         streams = [self._stream(stem) for stem in self.group_stems]
         w = torch.stack([self._initial_w(stem, g) for stem, g in zip(self.group_stems, streams, strict=True)])

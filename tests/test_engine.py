@@ -165,3 +165,9 @@ def test_paper_presets_have_the_paper_settings():
     assert (wi().optimize, wi().lr, wi().mse1, wi().percept, wi().steps) == ("w", 0.01, 1e-5, 1e-5, 5000)
     assert (mkn().optimize, mkn().lr, mkn().mse1, mkn().mse2, mkn().percept) == ("noise", 5.0, 1e-5, 1e-5, 0.0)
     assert (mst().optimize, mst().style, mst().mse1, mst().lr) == ("w", 5e-7, 0.0, 0.01)
+
+
+def test_targets_of_another_size_are_refused(tiny_generator_file, tmp_path):
+    items = make_items(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="16×16 but the generator renders 32×32"):
+        fit(module(tiny_generator_file, [Phase("WI", steps=1, mse1=1e-5)]), items, tmp_path)
