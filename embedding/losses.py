@@ -19,6 +19,9 @@ from torch import Tensor, nn
 from embedding.vgg import VGG16Features
 
 PIXEL_SCALE = 127.5  # [-1, 1] differences to the paper's 0–255 pixel units
+# torchvision's VGG sees (x/255 − μ)/σ; a VGG fed mean-subtracted 0–255 pixels sees 255·σ times that.
+# Features grow about linearly with the input scale, so this factor puts them in the paper's units.
+PAPER_FEATURE_SCALE = 255 * 0.226
 # Image2StyleGAN++'s perceptual layers; Image2StyleGAN used conv1_1, conv1_2, conv3_2, conv4_2 on 256² inputs.
 PERCEPT_LAYERS = ("conv1_1", "conv1_2", "conv2_2", "conv3_3")
 STYLE_LAYERS = ("conv3_3",)  # the paper's 'conv3'
@@ -106,6 +109,9 @@ class EmbeddingLoss(nn.Module):
     `L = w_style·Lstyle(Ms, G, y) + w_mse1·MSE(Mm ⊙ (G − x)) + w_mse2·MSE((1 − Mm) ⊙ (G − y))
     + w_percept·Lpercept(Mp, G, x)`.
 
+    ``feature_scale`` multiplies every VGG feature: ``PAPER_FEATURE_SCALE`` expresses them in the
+    units of a VGG fed 0–255 pixels (as the paper's was), so the paper's loss weights keep their balance.
+
     Target features: the targets stay fixed for thousands of steps, so the caller computes
     `target_features(x)` / `target_features(y)` once and passes them as `x_features` /
     `y_features`; when they are not passed they are computed on every call (correct, slower).
@@ -116,8 +122,10 @@ class EmbeddingLoss(nn.Module):
         vgg: VGG16Features | None,
         percept_layers: Sequence[str] = PERCEPT_LAYERS,
         style_layers: Sequence[str] = STYLE_LAYERS,
+        feature_scale: float = 1.0,
     ) -> None:
         super().__init__()
+        self.feature_scale = feature_scale
         if not percept_layers or not style_layers:
             raise ValueError("percept_layers and style_layers must each name at least one VGG-16 layer")
         self.vgg = vgg
@@ -177,7 +185,10 @@ class EmbeddingLoss(nn.Module):
     def _vgg(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
         if self.vgg is None:
             raise ValueError(self.vgg_error)
-        return self.vgg(image, layers)
+        feats = self.vgg(image, layers)
+        if self.feature_scale == 1.0:
+            return feats
+        return {name: f * self.feature_scale for name, f in feats.items()}
 
     def _outside_mse(self, render: Tensor, y: Tensor | None, mask_mse: Tensor | None) -> Tensor:
         """MSE against `y` outside the MSE mask: zero when there is no mask (nothing lies outside)."""

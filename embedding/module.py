@@ -20,7 +20,7 @@ from torch import nn
 
 from .checkpoints import load_generator
 from .latents import find_latents, generator_file, read_latents, sha256
-from .losses import PERCEPT_LAYERS, STYLE_LAYERS, EmbeddingLoss, latent_pull
+from .losses import PAPER_FEATURE_SCALE, PERCEPT_LAYERS, STYLE_LAYERS, EmbeddingLoss, latent_pull
 from .phases import Phase, Schedule, reconstruction_phases, with_steps
 from .vgg import load_vgg16
 
@@ -87,7 +87,7 @@ class EmbeddingModule(LightningModule):
         """VGG-16 is loaded only when some phase has a perceptual or style term."""
         needs_vgg = any(p.percept or p.style for p in self.schedule.phases)
         vgg = load_vgg16(weights, resize) if needs_vgg else None
-        return EmbeddingLoss(vgg, percept or PERCEPT_LAYERS, style or STYLE_LAYERS)
+        return EmbeddingLoss(vgg, percept or PERCEPT_LAYERS, style or STYLE_LAYERS, PAPER_FEATURE_SCALE)
 
     @property
     def steps_per_group(self) -> int:

@@ -384,3 +384,12 @@ def test_mse2_without_mask_is_zero_and_missing_target_is_named(vgg: VGG16Feature
     assert torch.equal(total, torch.zeros(2)) and torch.equal(terms["mse2"], torch.zeros(2))
     with pytest.raises(ValueError, match="`y`.*w_style"):
         loss(render, _images(2, seed=2), w_style=1.0)
+
+
+def test_feature_scale_puts_perceptual_and_style_terms_in_paper_units(vgg: VGG16Features) -> None:
+    torch.manual_seed(3)
+    render, x = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    plain = EmbeddingLoss(vgg)(render, x, x, w_percept=1.0, w_style=1.0)[1]
+    scaled = EmbeddingLoss(vgg, feature_scale=10.0)(render, x, x, w_percept=1.0, w_style=1.0)[1]
+    torch.testing.assert_close(scaled["percept"], plain["percept"] * 100)
+    torch.testing.assert_close(scaled["style"], plain["style"] * 10_000)
