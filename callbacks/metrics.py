@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 
 import torch
@@ -36,8 +37,9 @@ def ssim(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None =
 class EmbeddingMetrics(Callback):
     """At each phase end: per-image PSNR/SSIM (masked variants where a mask applies), logged and written.
 
-    Rows are appended to ``metrics.csv`` in the run folder. When a run starts, rows of images
-    that did not finish (a killed run) are dropped, so a resumed run writes each row once.
+    Rows are appended to ``metrics.csv`` in the run folder (one writer at a time across
+    processes). When a run starts, rows of images that did not finish (a killed run) and that no
+    mid-group checkpoint covers are dropped, so a resumed run writes each row once.
     """
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -49,7 +51,8 @@ class EmbeddingMetrics(Callback):
         phase = pl_module.schedule.ended_at(pl_module.group_step)
         if phase is None:
             return
-        rows = self.measure(pl_module.current_render(), batch, phase.name, pl_module.group_step)
+        rows = [row for row in self.measure(pl_module.current_render(), batch, phase.name, pl_module.group_step)
+                if row["image"] not in pl_module.failed]
         if trainer.logger is not None:
             for row in rows:
                 values = {f"{key}/{phase.name}/{row['image']}": float(row[key]) for key in COLUMNS[3:] if row[key]}
@@ -76,13 +79,14 @@ class EmbeddingMetrics(Callback):
 
     @staticmethod
     def _append(folder: RunFolder, rows: list[dict]) -> None:
-        new = not folder.metrics_csv.exists()
         folder.root.mkdir(parents=True, exist_ok=True)
         with open(folder.metrics_csv, "a", newline="") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            if new:
+            if f.tell() == 0:
                 writer.writeheader()
             writer.writerows(rows)
+            f.flush()
 
     @staticmethod
     def _prune(folder: RunFolder) -> None:
@@ -90,7 +94,8 @@ class EmbeddingMetrics(Callback):
             return
         with open(folder.metrics_csv, newline="") as f:
             rows = list(csv.DictReader(f))
-        kept = [r for r in rows if folder.is_done(r["image"])]
+        resumed = folder.resume_steps()
+        kept = [r for r in rows if folder.is_done(r["image"]) or int(r["step"]) <= resumed.get(r["image"], -1)]
         if len(kept) == len(rows):
             return
         buffer = io.StringIO()

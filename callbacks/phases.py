@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from lightning import Callback, LightningModule, Trainer
 
+from embedding.run_folder import RunFolder
+
 
 class PhaseSchedule(Callback):
     """Before each step: start a new group when the images change, switch phase when one ends.
 
+    A new group continues from its mid-group checkpoint in the run folder when there is one.
     Switching a phase sets which variables move (W+ or noise maps, through the variable masks)
-    and installs a fresh optimiser built from the phase's settings.
+    and installs a fresh optimiser built from the phase's settings (or the checkpoint's state).
     """
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: dict, batch_idx: int) -> None:
         if pl_module.is_new_group(batch):
-            pl_module.start_group(batch)
+            stems = list(batch["stem"])
+            pl_module.start_group(batch, RunFolder(trainer.default_root_dir).read_resume(stems))
         phase = pl_module.schedule.phase_at(pl_module.group_step)
         if phase is not pl_module.phase:
             params = pl_module.enter_phase(phase, batch)
-            trainer.strategy.optimizers = [phase.make_optimizer(params)]
+            optimizer = phase.make_optimizer(params)
+            resume = pl_module.resume_state
+            if resume is not None and resume["phase"] == phase.name and resume["optimizer"] is not None:
+                optimizer.load_state_dict(resume["optimizer"])
+            pl_module.resume_state = None
+            trainer.strategy.optimizers = [optimizer]

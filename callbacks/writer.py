@@ -32,7 +32,24 @@ def save_png(path, image: torch.Tensor) -> None:
 
 
 class ResultWriter(Callback):
-    """Saves renders at every phase end and the latents of every finished image."""
+    """Saves renders at every phase end and the latents of every finished image.
+
+    Images that failed (non-finite loss) get no results. A file that cannot be written (a full
+    disk, say) fails that image, named in the end-of-run summary, and the others carry on.
+    """
+
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Refuse to start in a run folder that cannot be written, before any work is done."""
+        folder = RunFolder(trainer.default_root_dir)
+        try:
+            folder.latents.mkdir(parents=True, exist_ok=True)
+            atomic_write(folder.latents / ".write-test", lambda f: f.write(b""))
+            (folder.latents / ".write-test").unlink()
+        except OSError as e:
+            raise OSError(f"the run folder {folder.root} is not writable: {e}") from e
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: dict,
                            batch_idx: int) -> None:
@@ -41,11 +58,19 @@ class ResultWriter(Callback):
             return
         folder = RunFolder(trainer.default_root_dir)
         render = pl_module.current_render()
+        last = pl_module.group_step == pl_module.steps_per_group
         for i, stem in enumerate(pl_module.group_stems):
-            save_png(folder.image_path(stem, phase.name), render[i])
-        if pl_module.group_step == pl_module.steps_per_group:
-            for i, stem in enumerate(pl_module.group_stems):
-                self.write_image(folder, pl_module, i, stem, render[i])
+            if stem in pl_module.failed:
+                continue
+            try:
+                save_png(folder.image_path(stem, phase.name), render[i])
+                if last:
+                    self.write_image(folder, pl_module, i, stem, render[i])
+                    self.finished.append(stem)
+            except OSError as e:
+                pl_module.failed[stem] = f"could not write its results: {e}"
+                pl_module.failures.append((stem, pl_module.failed[stem]))
+                log.error("%s: %s", stem, pl_module.failed[stem])
 
     @staticmethod
     def write_image(folder: RunFolder, pl_module: LightningModule, i: int, stem: str, render: torch.Tensor) -> None:

@@ -14,9 +14,17 @@ import warnings
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from callbacks import EmbeddingMetrics, EmbeddingProgressBar, PhaseSchedule, ResultWriter, TensorBoardImages
+from callbacks import (
+    EmbeddingMetrics,
+    EmbeddingProgressBar,
+    GroupCheckpoint,
+    PhaseSchedule,
+    ResultWriter,
+    TensorBoardImages,
+)
 from datamodules import EmbeddingDataModule
 
+from .checkpoints import CheckpointError
 from .module import EmbeddingModule
 
 log = logging.getLogger("embedding")
@@ -43,15 +51,19 @@ class EmbedCLI(LightningCLI):
         parser.add_lightning_class_args(EmbeddingMetrics, "metrics")
         parser.add_lightning_class_args(TensorBoardImages, "images")
         parser.add_lightning_class_args(ResultWriter, "writer")
+        parser.add_lightning_class_args(GroupCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EmbeddingProgressBar, "progress")
 
     def before_instantiate_classes(self) -> None:
         """Default logger: TensorBoard events directly in the run folder (no version subfolders).
 
-        ``--trainer.enable_progress_bar false`` keeps its usual meaning: the embedding's own bar
-        (always installed) is then silenced instead of clashing with the setting.
+        ``--trainer.strategy ddp`` runs one process per device, each fitting its own images, with
+        no gradient synchronisation (``IndependentDDPStrategy``). ``--trainer.enable_progress_bar
+        false`` keeps its usual meaning: the embedding's own bar is silenced instead of clashing.
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.strategy == "ddp":
+            config.trainer.strategy = Namespace(class_path="embedding.distributed.IndependentDDPStrategy")
         if config.trainer.enable_progress_bar is False:
             config.trainer.enable_progress_bar = True
             config.progress.refresh_rate = 0
@@ -62,14 +74,21 @@ class EmbedCLI(LightningCLI):
                                     default_hp_metric=False))
 
     def after_fit(self) -> None:
-        """End with a summary of the images that could not be used."""
-        failures = getattr(self.datamodule, "failures", [])
-        skipped = getattr(self.datamodule, "skipped", [])
-        if skipped:
-            log.warning("skipped %d image(s) already finished in %s", len(skipped), self.trainer.default_root_dir)
+        """End with a summary of every failure; exit non-zero when nothing could be done."""
+        failures = [*self.datamodule.failures, *self.model.failures]
+        finished = self.trainer.callbacks[self._callback_index(ResultWriter)].finished
+        skipped = self.datamodule.skipped
+        rank = f"[rank {self.trainer.global_rank}] " if self.trainer.world_size > 1 else ""
+        log.info("%s%d image(s) finished, %d skipped as already done, %d failed", rank, len(finished),
+                 len(skipped), len(failures))
         if failures:
-            lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
-            log.error("%d input(s) could not be used:\n%s", len(failures), lines)
+            lines = "\n".join(f"  {name}: {reason}" for name, reason in failures)
+            log.error("%s%d input(s) could not be used:\n%s", rank, len(failures), lines)
+            if not finished and not skipped:
+                raise SystemExit(1)
+
+    def _callback_index(self, cls: type) -> int:
+        return next(i for i, c in enumerate(self.trainer.callbacks) if isinstance(c, cls))
 
 
 def main() -> None:
@@ -78,7 +97,11 @@ def main() -> None:
     # Phases install their own optimisers, and the frozen generator and VGG stay in eval mode.
     warnings.filterwarnings("ignore", message=r".*configure_optimizers.*returned `None`")
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-    EmbedCLI()
+    try:
+        EmbedCLI()
+    except (CheckpointError, OSError) as e:
+        log.error("%s", e)
+        raise SystemExit(1) from e
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ class EmbeddingModule(LightningModule):
         self.noise = nn.ParameterList()
         self.group_stems: list[str] = []
         self.group_step = 0
+        self.failed: dict[str, str] = {}
+        self.failures: list[tuple[str, str]] = []
+        self.resume_state: dict | None = None
         self.phase: Phase | None = None
         self._phase_targets: dict = {}
         self._render_cache: tuple[int, torch.Tensor] | None = None
@@ -103,8 +106,12 @@ class EmbeddingModule(LightningModule):
     def is_new_group(self, batch: Batch) -> bool:
         return list(batch["stem"]) != self.group_stems or self.group_step >= self.steps_per_group
 
-    def start_group(self, batch: Batch) -> None:
-        """Fresh parameters for the images of ``batch``: one W+ block and one set of noise maps each."""
+    def start_group(self, batch: Batch, resume: dict | None = None) -> None:
+        """Fresh parameters for the images of ``batch``: one W+ block and one set of noise maps each.
+
+        With ``resume``, a mid-group checkpoint of exactly these images, the group continues from
+        it (parameters, step, failures and, once its phase starts, the optimiser state).
+        """
         size, res = tuple(batch["image"].shape[-2:]), self.generator.resolution
         if size != (res, res):
             raise ValueError(f"targets are {size[0]}×{size[1]} but the generator renders {res}×{res}; "
@@ -120,7 +127,30 @@ class EmbeddingModule(LightningModule):
         self.register_buffer("w_start", w.to(self.device).clone(), persistent=False)
         self.group_step = 0
         self.phase = None
+        self.failed = {}
         self._render_cache = None
+        self.resume_state = self._restore(resume)
+
+    def _restore(self, state: dict | None) -> dict | None:
+        """Continue from a mid-group checkpoint of exactly these images, if one is given."""
+        if state is None or state["stems"] != self.group_stems:
+            return None
+        with torch.no_grad():
+            self.w_plus.copy_(state["w_plus"])
+            self.w_start.copy_(state["w_start"])
+            for n, saved in zip(self.noise, state["noise"], strict=True):
+                n.copy_(saved)
+        self.group_step = state["group_step"]
+        self.failed = dict(state["failed"])
+        return state
+
+    def group_state(self) -> dict:
+        """Everything needed to continue this group later: parameters, step, optimiser state, failures."""
+        return {"stems": list(self.group_stems), "group_step": self.group_step,
+                "phase": self.phase.name if self.phase else None,
+                "w_plus": self.w_plus.detach().cpu(), "w_start": self.w_start.cpu(),
+                "noise": [n.detach().cpu() for n in self.noise], "failed": dict(self.failed),
+                "optimizer": self.trainer.optimizers[0].state_dict() if self.phase else None}
 
     def enter_phase(self, phase: Phase, batch: Batch) -> list[torch.Tensor]:
         """Make ``phase`` current and return the tensors its optimiser must move."""
@@ -176,16 +206,47 @@ class EmbeddingModule(LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         render = self.render()
         per_image, terms = self.per_image_loss(render, batch)
+        self._fail_where(~torch.isfinite(per_image.detach()), "the loss is not finite")
+        active = self.active_mask()
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(per_image.sum())
-        if self.phase.optimize == "w" and self.phase.w_rows is not None:
-            self.w_plus.grad.mul_(self._row_mask())
+        self.manual_backward(torch.where(active, per_image, 0).sum())
+        self._fail_where(~self._finite_grads(), "the gradient is not finite")
+        self._mask_gradients(self.active_mask())
         optimizer.step()
         self.group_step += 1
-        self.log("loss", per_image.mean(), prog_bar=True, batch_size=len(per_image))
-        self.log_dict({f"loss/{k}": v.mean() for k, v in terms.items()}, batch_size=len(per_image))
+        if active.any():
+            self.log("loss", per_image[active].mean(), prog_bar=True, batch_size=int(active.sum()))
+            self.log_dict({f"loss/{k}": v[active].mean() for k, v in terms.items()}, batch_size=int(active.sum()))
         return per_image.detach()
+
+    def active_mask(self) -> torch.Tensor:
+        """[B] bool: the images of the group that have not failed."""
+        return torch.tensor([stem not in self.failed for stem in self.group_stems], device=self.device)
+
+    def _fail_where(self, bad: torch.Tensor, why: str) -> None:
+        """Mark images failed (with phase and step); the rest of the group carries on."""
+        for i in torch.nonzero(bad & self.active_mask()).flatten().tolist():
+            stem = self.group_stems[i]
+            self.failed[stem] = f"{why} in phase {self.phase.name} at step {self.group_step}"
+            self.failures.append((stem, self.failed[stem]))
+
+    def _finite_grads(self) -> torch.Tensor:
+        """[B] bool: whether every gradient entry of each image is finite."""
+        ok = torch.ones(len(self.group_stems), dtype=torch.bool, device=self.device)
+        for p in (self.w_plus, *self.noise):
+            if p.grad is not None:
+                ok &= torch.isfinite(p.grad).flatten(1).all(1)
+        return ok
+
+    def _mask_gradients(self, active: torch.Tensor) -> None:
+        """Zero the gradients of failed images, and of W+ rows outside this phase's variable mask."""
+        for p in (self.w_plus, *self.noise):
+            if p.grad is not None:
+                keep = active.view(-1, *[1] * (p.grad.ndim - 1))
+                p.grad.copy_(torch.where(keep, p.grad, 0))
+        if self.phase.optimize == "w" and self.phase.w_rows is not None:
+            self.w_plus.grad.mul_(self._row_mask())
 
     def _row_mask(self) -> torch.Tensor:
         """1 for the W+ rows this phase may move (wm), 0 elsewhere."""

@@ -3,6 +3,7 @@
 Layout (per input image ``<stem>``)::
 
     latents/<stem>.pt     dict: w_plus [num_ws, w_dim], noise [maps], metadata
+    resume/<hash>.pt      the state of a group still being fitted (deleted when it finishes)
     latents/<stem>.npz    w as [1, num_ws, w_dim] (the layout NVIDIA's tools read)
     images/<stem>.png     final render; images/<stem>.<phase>.png per finished phase
     metrics.csv           image, phase, psnr, ssim (+ masked variants)
@@ -11,11 +12,17 @@ Layout (per input image ``<stem>``)::
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+import torch
+
+log = logging.getLogger(__name__)
 
 
 class RunFolder:
@@ -45,6 +52,34 @@ class RunFolder:
     def image_path(self, stem: str, phase: str | None = None) -> Path:
         name = f"{stem}.png" if phase is None else f"{stem}.{phase}.png"
         return self.images / name
+
+    def resume_path(self, stems: list[str]) -> Path:
+        """The mid-group checkpoint of exactly these images (named by a hash of their stems)."""
+        digest = hashlib.sha1("\n".join(stems).encode()).hexdigest()[:16]
+        return self.root / "resume" / f"{digest}.pt"
+
+    def read_resume(self, stems: list[str]) -> dict | None:
+        """The mid-group checkpoint of these images, or None; tensors are memory-mapped, not read."""
+        path = self.resume_path(stems)
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:  # a damaged checkpoint only costs the work since the group started
+            log.warning("ignoring unreadable checkpoint %s: %s", path, e)
+            return None
+        return state if state.get("stems") == stems else None
+
+    def resume_steps(self) -> dict[str, int]:
+        """Stem → steps already done, for every image of a group with a mid-group checkpoint."""
+        steps: dict[str, int] = {}
+        for path in sorted((self.root / "resume").glob("*.pt")):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                steps.update(dict.fromkeys(state["stems"], state["group_step"]))
+            except Exception as e:  # see read_resume
+                log.warning("ignoring unreadable checkpoint %s: %s", path, e)
+        return steps
 
     def is_done(self, stem: str) -> bool:
         """An image is finished once its latents file exists (it is written last)."""
