@@ -1,12 +1,12 @@
 """Throughput of the embedding step: how much fitting images in groups gains over fitting them one by one.
 
-One step is exactly what ``EmbeddingModule.training_step`` runs, built from the module's own
-pieces without a Trainer: ``render()`` (the synthesis network from per-image W+ and noise maps),
-``per_image_loss`` (Eq. 1 of the chosen phase: WI = pixel MSE + VGG-16 perceptual, or Mkn =
-MSE only, moving the noise maps), backward of the summed per-image losses, and the phase's Adam
-step. The group's parameters come from ``start_group`` and the optimiser from ``enter_phase`` +
+One step is ``EmbeddingModule.training_step`` itself, run without a Trainer: ``render()`` (the
+synthesis network from per-image W+ and noise maps), ``per_image_loss`` (Eq. 1 of the chosen
+phase: WI = pixel MSE + VGG-16 perceptual, moving W+; Mkn = MSE only, moving the noise maps),
+backward of the summed per-image losses, the per-image failure checks and the phase's Adam step.
+The group's parameters come from ``start_group`` and the optimiser from ``enter_phase`` +
 ``Phase.make_optimizer``, as the ``PhaseSchedule`` callback sets them up, on a synthetic batch
-(random targets in [-1, 1], all-ones masks).
+(random targets in [-1, 1], all-ones masks). Only logging is left out.
 
 For every group size the table gives the median seconds per step over ``--steps`` timed steps
 (after ``--warmup`` untimed ones), image-steps per second, the speed-up over one by one
@@ -109,31 +109,39 @@ def sync(device: torch.device) -> None:
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> tuple[float, str]:
-    """FLOP/s of a large square matmul in ``dtype``, timed for about ``seconds``, and what was timed.
+    """FLOP/s of a large square matmul in ``dtype``: the best of the runs timed over about ``seconds``.
 
+    The best run rather than the mean, so that a busy machine understates the peak less.
     fp32 on CUDA: the convolutions run in TF32 when cuDNN allows it (PyTorch's default), so the
     matmul is timed with TF32 allowed too, to compare like with like.
     """
-    n = 8192 if device.type == "cuda" else 2048
+    largest = 8192 if device.type == "cuda" else 2048
     tf32 = device.type == "cuda" and dtype == torch.float32 and torch.backends.cudnn.allow_tf32
-    label = f"{n}² {'tf32' if tf32 else str(dtype).removeprefix('torch.')} matmul"
     previous = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32 or previous
     try:
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        a @ b
-        sync(device)
-        runs, start = 0, time.perf_counter()
-        while True:
+        n = 256
+        while True:  # grow the matrices while one product takes under 1/20 of the time (slow dtypes stay small)
+            a = torch.randn(n, n, device=device, dtype=dtype)
+            b = torch.randn(n, n, device=device, dtype=dtype)
             a @ b
-            runs += 1
             sync(device)
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds:
-                return 2 * n**3 * runs / elapsed, label
+            t0 = time.perf_counter()
+            a @ b
+            sync(device)
+            if n >= largest or time.perf_counter() - t0 > seconds / 20:
+                break
+            n *= 2
+        best, runs, start = float("inf"), 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or runs < 3:
+            t0 = time.perf_counter()
+            a @ b
+            sync(device)
+            best, runs = min(best, time.perf_counter() - t0), runs + 1
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
+    name = "tf32" if tf32 else str(dtype).removeprefix("torch.")
+    return 2 * n**3 / best, f"{n}² {name} matmul, best of {runs}"
 
 
 def peak_rss_mib() -> float:
@@ -156,33 +164,52 @@ def synthetic_batch(size: int, resolution: int, device: torch.device, channels_l
             "mask": mask}
 
 
+class _Optimizer:
+    """What ``self.optimizers()`` hands ``training_step``: the phase's optimiser, through the loss scaler for fp16."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+        self.optimizer, self.scaler = optimizer, scaler
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+
 class Stepper:
-    """The group's parameters and optimiser, and one optimisation step as ``training_step`` runs it."""
+    """The group's parameters and optimiser, and ``EmbeddingModule.training_step`` run without a Trainer.
+
+    The three things the step takes from a Trainer are stood in for as Lightning's manual
+    optimisation provides them: ``optimizers()`` (the phase's optimiser), ``manual_backward``
+    (backward, of the scaled loss for fp16) and ``log`` / ``log_dict`` (no-ops: logging is not timed).
+    """
 
     def __init__(self, module: EmbeddingModule, batch: dict, dtype: torch.dtype) -> None:
         self.module, self.batch = module, batch
         self.phase = module.schedule.phases[0]
         module.start_group(batch)
-        self.optimizer = self.phase.make_optimizer(module.enter_phase(self.phase, batch))
+        optimizer = self.phase.make_optimizer(module.enter_phase(self.phase, batch))
         device = module.device
         self.autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-        self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        wrapped = _Optimizer(optimizer, scaler)
+        module.optimizers = lambda use_pl_optimizer=True: wrapped
+        module.manual_backward = lambda loss, *a, **kw: (loss if scaler is None else scaler.scale(loss)).backward(
+            *a, **kw)
+        module.log = module.log_dict = lambda *a, **kw: None
 
     def step(self) -> None:
-        module = self.module
+        """render → per_image_loss → backward → optimiser step, with the module's per-image bookkeeping.
+
+        The whole step runs under autocast, as Lightning's mixed precision wraps ``training_step``.
+        """
         with self.autocast:
-            render = module.render()
-            per_image, _ = module.per_image_loss(render, self.batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = per_image.sum()
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        module.group_step += 1
+            self.module.training_step(self.batch, self.module.group_step)
 
     def timed_step(self) -> float:
         device = self.module.device
@@ -215,13 +242,16 @@ def measure(module: EmbeddingModule, size: int, args: argparse.Namespace) -> dic
     flops = stepper.count_flops()
     times = [stepper.timed_step() for _ in range(args.steps)]
     seconds = statistics.median(times)
+    spread = (min(times), max(times))
     if device.type == "cuda":
         peak, growth = torch.cuda.max_memory_allocated(device) / 2**20, None
     else:
         peak = peak_rss_mib()
         growth = peak - rss_before
+    failed = len(module.failed)
     del stepper
-    return {"group": size, "seconds": seconds, "first": first, "flops": flops, "peak": peak, "growth": growth}
+    return {"group": size, "seconds": seconds, "first": first, "flops": flops, "peak": peak, "growth": growth,
+            "spread": spread, "failed": failed}
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -236,7 +266,11 @@ def build_module(source: str, args: argparse.Namespace, device: torch.device) ->
     if args.channels_last:
         module = module.to(memory_format=torch.channels_last)
     if args.compile:
-        module.generator.synthesis.compile(mode=args.compile_mode)
+        # One static graph per group size (an embedding run keeps its group size); room for all of them.
+        for limit in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, limit):
+                setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), len(args.groups) + 2))
+        module.generator.synthesis.compile(mode=args.compile_mode, dynamic=False)
     return module
 
 
@@ -244,8 +278,8 @@ def print_table(rows: list[dict], peak_flops: float, device: torch.device, compi
     unit, scale = ("TFLOP/s", 1e12) if peak_flops >= 1e12 else ("GFLOP/s", 1e9)
     base = rows[0]["group"] / rows[0]["seconds"]
     memory = "peak alloc MiB" if device.type == "cuda" else "peak RSS MiB (+growth)"
-    header = (f"{'group':>5} {'s/step':>9} {'img-steps/s':>11} {'speed-up':>8} {memory:>22} {'GFLOP/step':>10} "
-              f"{'achieved ' + unit:>17} {'of peak':>7}")
+    header = (f"{'group':>5} {'s/step':>9} {'min–max s':>15} {'img-steps/s':>11} {'speed-up':>8} {memory:>22} "
+              f"{'GFLOP/step':>10} {'achieved ' + unit:>17} {'of peak':>7}")
     if compiled:
         header += f" {'1st step s (compile)':>20}"
     print(header)
@@ -253,7 +287,8 @@ def print_table(rows: list[dict], peak_flops: float, device: torch.device, compi
         rate = r["group"] / r["seconds"]
         achieved = r["flops"] / r["seconds"]
         mem = f"{r['peak']:.0f}" if r["growth"] is None else f"{r['peak']:.0f} (+{r['growth']:.0f})"
-        line = (f"{r['group']:>5} {r['seconds']:>9.4f} {rate:>11.2f} {rate / base:>7.2f}x {mem:>22} "
+        spread = f"{r['spread'][0]:.4f}–{r['spread'][1]:.4f}"
+        line = (f"{r['group']:>5} {r['seconds']:>9.4f} {spread:>15} {rate:>11.2f} {rate / base:>7.2f}x {mem:>22} "
                 f"{r['flops'] / 1e9:>10.2f} {achieved / scale:>17.3f} {achieved / peak_flops:>7.1%}")
         if compiled:
             line += f" {r['first']:>20.2f}"
@@ -299,13 +334,20 @@ def main() -> None:
     print(f"phase {module.schedule.phases[0].name} | VGG-16 {args.vgg_weights}"
           f"{f' at {args.vgg_resize}²' if args.vgg_resize else ''} | channels-last {args.channels_last} | "
           f"compile {args.compile_mode if args.compile else 'off'} | median of {args.steps} steps after "
-          f"{args.warmup} warm-up | peak {peak_flops / 1e9:,.0f} GFLOP/s ({peak_label})")
+          f"{args.warmup} warm-up | peak {peak_flops / 1e9:,.{0 if peak_flops >= 1e10 else 2}f} GFLOP/s ({peak_label})")
+    if device.type == "cuda":
+        print(f"memory allocated for the generator and VGG-16 before any group: "
+              f"{torch.cuda.memory_allocated(device) / 2**20:.0f} MiB allocated")
 
     rows = [measure(module, size, args) for size in args.groups]
     print_table(rows, peak_flops, device, args.compile)
     if device.type == "cpu":
         print("memory: process peak RSS (ru_maxrss) after the group, and its growth during the group; the peak never "
               "falls, so a group that needs less than an earlier one shows +0")
+    for r in rows:
+        if r["failed"]:
+            print(f"warning: group {r['group']}: {r['failed']} image(s) marked failed (non-finite loss or gradient); "
+                  "their gradients were zeroed, so this row does not time full steps")
     if args.compile:
         print("1st step: the first warm-up step, which pays tracing and compilation for a new group size")
 
