@@ -83,7 +83,7 @@ class EmbeddingMetrics(Callback):
         with open(folder.metrics_csv, "a", newline="") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            if f.tell() == 0:
+            if f.seek(0, io.SEEK_END) == 0:  # the size now that the lock is held, not when the file was opened
                 writer.writeheader()
             writer.writerows(rows)
             f.flush()

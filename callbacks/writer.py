@@ -41,13 +41,18 @@ class ResultWriter(Callback):
     def __init__(self) -> None:
         self.finished: list[str] = []
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Remove what a killed run left behind (no process writes yet: Lightning holds them all here)."""
+        if trainer.is_global_zero:
+            RunFolder(trainer.default_root_dir).remove_leftovers()
+
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Refuse to start in a run folder that cannot be written, before any work is done."""
         folder = RunFolder(trainer.default_root_dir)
         try:
             folder.latents.mkdir(parents=True, exist_ok=True)
             atomic_write(folder.latents / ".write-test", lambda f: f.write(b""))
-            (folder.latents / ".write-test").unlink()
+            (folder.latents / ".write-test").unlink(missing_ok=True)  # another process may have removed it
         except OSError as e:
             raise OSError(f"the run folder {folder.root} is not writable: {e}") from e
 

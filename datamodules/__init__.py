@@ -1,7 +1,7 @@
 """Data side: reading target images and masks, and the datamodule that feeds them group by group."""
 
 from .embedding import EmbeddingDataModule, GroupRepeatSampler, collate
-from .images import IMAGE_EXTENSIONS, ImageFolderDataset, ImageReadError, load_image
+from .images import IMAGE_EXTENSIONS, ImageFolderDataset, ImageReadError, NoUsableImageError, load_image
 from .masks import MaskError, MaskSpec
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "ImageReadError",
     "MaskError",
     "MaskSpec",
+    "NoUsableImageError",
     "collate",
     "load_image",
 ]

@@ -119,6 +119,8 @@ class EmbeddingDataModule(LightningDataModule):
         self.dataset: ImageFolderDataset | None = None
         self.failures: list[tuple[str, str]] = []
         self.skipped: list[str] = []
+        # With fewer groups than processes, some processes have nothing to fit.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
 
     def setup(self, stage: str) -> None:
         """Read and check every input once; drop finished images when ``skip_done``."""

@@ -35,6 +35,10 @@ _WITH_ALPHA = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 _TO_RGB = frozenset({"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
 
 
+class NoUsableImageError(ValueError):
+    """Not a single input image (of those not already finished) could be read."""
+
+
 class ImageReadError(ValueError):
     """A file that cannot be used as an image; the message names the file and the reason."""
 
@@ -246,7 +250,7 @@ class ImageFolderDataset(Dataset):
         self.items = [item for item in named if item[0] not in skipped and self._usable(*item)]
         if not self.items and not self.skipped:
             listing = "\n".join(f"  {path}: {reason}" for path, reason in self.failures) or "  (no input)"
-            raise ValueError(f"no readable image in {images!r}:\n{listing}")
+            raise NoUsableImageError(f"no readable image in {images!r}:\n{listing}")
 
     @staticmethod
     def _index_masks(masks_dir: str | None) -> dict[str, Path]:

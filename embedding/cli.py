@@ -22,10 +22,11 @@ from callbacks import (
     ResultWriter,
     TensorBoardImages,
 )
-from datamodules import EmbeddingDataModule
+from datamodules import EmbeddingDataModule, NoUsableImageError
 
 from .checkpoints import CheckpointError
 from .module import EmbeddingModule
+from .run_folder import RunFolder
 
 log = logging.getLogger("embedding")
 
@@ -74,18 +75,31 @@ class EmbedCLI(LightningCLI):
                                     default_hp_metric=False))
 
     def after_fit(self) -> None:
-        """End with a summary of every failure; exit non-zero when nothing could be done."""
-        failures = [*self.datamodule.failures, *self.model.failures]
-        finished = self.trainer.callbacks[self._callback_index(ResultWriter)].finished
+        """End with a summary of every failure; exit non-zero when nothing could be done.
+
+        With several processes, each lists the failures of its own images and process 0 the
+        unreadable inputs. Only process 0 exits non-zero: Lightning kills every process as soon as
+        one ends with an error, which would throw away the work the others are still doing. It
+        counts the images any process has finished so far, as found in the run folder.
+        """
+        trainer = self.trainer
+        inputs = self.datamodule.failures if trainer.is_global_zero else []
+        failures = [*inputs, *self.model.failures]
+        finished = trainer.callbacks[self._callback_index(ResultWriter)].finished
         skipped = self.datamodule.skipped
-        rank = f"[rank {self.trainer.global_rank}] " if self.trainer.world_size > 1 else ""
+        rank = f"[rank {trainer.global_rank}] " if trainer.world_size > 1 else ""
         log.info("%s%d image(s) finished, %d skipped as already done, %d failed", rank, len(finished),
                  len(skipped), len(failures))
         if failures:
             lines = "\n".join(f"  {name}: {reason}" for name, reason in failures)
             log.error("%s%d input(s) could not be used:\n%s", rank, len(failures), lines)
-            if not finished and not skipped:
+            if trainer.is_global_zero and not finished and not skipped and not self._any_finished():
                 raise SystemExit(1)
+
+    def _any_finished(self) -> bool:
+        """Whether any input of this run has its results in the run folder (written by any process)."""
+        folder = RunFolder(self.trainer.default_root_dir)
+        return any(folder.is_done(stem) for stem, _ in self.datamodule.dataset.items)
 
     def _callback_index(self, cls: type) -> int:
         return next(i for i, c in enumerate(self.trainer.callbacks) if isinstance(c, cls))
@@ -99,7 +113,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     try:
         EmbedCLI()
-    except (CheckpointError, OSError) as e:
+    except (CheckpointError, NoUsableImageError, OSError) as e:
         log.error("%s", e)
         raise SystemExit(1) from e
 

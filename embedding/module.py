@@ -142,6 +142,7 @@ class EmbeddingModule(LightningModule):
                 n.copy_(saved)
         self.group_step = state["group_step"]
         self.failed = dict(state["failed"])
+        self.failures.extend(self.failed.items())
         return state
 
     def group_state(self) -> dict:
@@ -150,7 +151,8 @@ class EmbeddingModule(LightningModule):
                 "phase": self.phase.name if self.phase else None,
                 "w_plus": self.w_plus.detach().cpu(), "w_start": self.w_start.cpu(),
                 "noise": [n.detach().cpu() for n in self.noise], "failed": dict(self.failed),
-                "optimizer": self.trainer.optimizers[0].state_dict() if self.phase else None}
+                "optimizer": self.trainer.optimizers[0].state_dict() if self.phase else None,
+                "y": self._phase_targets["y"].detach().cpu() if self.phase and self.phase.y == "render" else None}
 
     def enter_phase(self, phase: Phase, batch: Batch) -> list[torch.Tensor]:
         """Make ``phase`` current and return the tensors its optimiser must move."""
@@ -166,9 +168,19 @@ class EmbeddingModule(LightningModule):
         return [n for n in self.noise if n.requires_grad]
 
     def _targets(self, phase: Phase, batch: Batch) -> dict:
-        """x, y and their VGG features for this phase, computed once (targets stay fixed)."""
+        """x, y and their VGG features for this phase, computed once (targets stay fixed).
+
+        A ``"render"`` y is the render at the start of the phase, taken from the checkpoint when
+        the phase resumes in its middle.
+        """
         x = batch["image"]
-        y = self.current_render().detach() if phase.y == "render" else x
+        y = x
+        if phase.y == "render":
+            saved = self.resume_state
+            if saved is not None and saved["phase"] == phase.name and saved.get("y") is not None:
+                y = saved["y"].to(x.device)
+            else:
+                y = self.current_render().detach()
         targets = {"x": x, "y": y, "x_features": None, "y_features": None}
         if phase.percept:
             targets["x_features"] = self.loss_fn.target_features(x, self.loss_fn.percept_layers)

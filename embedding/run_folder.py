@@ -71,15 +71,40 @@ class RunFolder:
         return state if state.get("stems") == stems else None
 
     def resume_steps(self) -> dict[str, int]:
-        """Stem → steps already done, for every image of a group with a mid-group checkpoint."""
+        """Stem → steps already done, for every image of a group with a mid-group checkpoint.
+
+        A checkpoint of a group in which some image is already finished is left out: finished
+        images are skipped, so that group never runs again and its other images start afresh.
+        """
         steps: dict[str, int] = {}
         for path in sorted((self.root / "resume").glob("*.pt")):
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-                steps.update(dict.fromkeys(state["stems"], state["group_step"]))
+                if not any(self.is_done(stem) for stem in state["stems"]):
+                    steps.update(dict.fromkeys(state["stems"], state["group_step"]))
             except Exception as e:  # see read_resume
                 log.warning("ignoring unreadable checkpoint %s: %s", path, e)
         return steps
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete what a killed run left behind; return the paths.
+
+        That is the temporary files of interrupted writes (see ``atomic_write``) and the
+        checkpoints of groups in which some image is finished: finished images are skipped, so
+        such a group never runs again (see ``resume_steps``).
+        """
+        removed = [path for folder in (self.root, self.latents, self.images, self.root / "resume")
+                   if folder.is_dir() for path in folder.glob(".*.tmp")]
+        for path in sorted((self.root / "resume").glob("*.pt")):
+            try:
+                stems = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["stems"]
+            except Exception:  # see read_resume
+                continue
+            if any(self.is_done(stem) for stem in stems):
+                removed.append(path)
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed
 
     def is_done(self, stem: str) -> bool:
         """An image is finished once its latents file exists (it is written last)."""
@@ -90,7 +115,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write ``path`` through a temporary file in the same folder, then rename.
 
     A kill at any moment leaves either the old file or the new one, never a
-    truncated file under the final name.
+    truncated file under the final name; the temporary file it may leave behind
+    is removed by ``RunFolder.remove_leftovers`` when the next run starts.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
