@@ -51,8 +51,9 @@ class EmbeddingMetrics(Callback):
         phase = pl_module.schedule.ended_at(pl_module.group_step)
         if phase is None:
             return
+        failed = pl_module.failed
         rows = [row for row in self.measure(pl_module.current_render(), batch, phase.name, pl_module.group_step)
-                if row["image"] not in pl_module.failed]
+                if row["image"] not in failed]
         if trainer.logger is not None:
             for row in rows:
                 values = {f"{key}/{phase.name}/{row['image']}": float(row[key]) for key in COLUMNS[3:] if row[key]}

@@ -64,8 +64,9 @@ class ResultWriter(Callback):
         folder = RunFolder(trainer.default_root_dir)
         render = pl_module.current_render()
         last = pl_module.group_step == pl_module.steps_per_group
+        failed = pl_module.failed
         for i, stem in enumerate(pl_module.group_stems):
-            if stem in pl_module.failed:
+            if stem in failed:
                 continue
             try:
                 save_png(folder.image_path(stem, phase.name), render[i])
@@ -73,9 +74,8 @@ class ResultWriter(Callback):
                     self.write_image(folder, pl_module, i, stem, render[i])
                     self.finished.append(stem)
             except OSError as e:
-                pl_module.failed[stem] = f"could not write its results: {e}"
-                pl_module.failures.append((stem, pl_module.failed[stem]))
-                log.error("%s: %s", stem, pl_module.failed[stem])
+                pl_module.mark_failed(stem, f"could not write its results: {e}")
+                log.error("%s: could not write its results: %s", stem, e)
 
     @staticmethod
     def write_image(folder: RunFolder, pl_module: LightningModule, i: int, stem: str, render: torch.Tensor) -> None:

@@ -78,8 +78,9 @@ class EmbeddingModule(LightningModule):
         self.noise = nn.ParameterList()
         self.group_stems: list[str] = []
         self.group_step = 0
-        self.failed: dict[str, str] = {}
-        self.failures: list[tuple[str, str]] = []
+        self.fail_step = torch.zeros(0, dtype=torch.long)
+        self._write_failed: dict[str, str] = {}
+        self._past_failures: list[tuple[str, str]] = []
         self.resume_state: dict | None = None
         self.phase: Phase | None = None
         self._phase_targets: dict = {}
@@ -116,6 +117,7 @@ class EmbeddingModule(LightningModule):
         if size != (res, res):
             raise ValueError(f"targets are {size[0]}×{size[1]} but the generator renders {res}×{res}; "
                              "leave data.resolution unset to match the generator")
+        self._past_failures.extend(self.failed.items())
         self.group_stems = list(batch["stem"])
         streams = [self._stream(stem) for stem in self.group_stems]
         w = torch.stack([self._initial_w(stem, g) for stem, g in zip(self.group_stems, streams, strict=True)])
@@ -127,7 +129,8 @@ class EmbeddingModule(LightningModule):
         self.register_buffer("w_start", w.to(self.device).clone(), persistent=False)
         self.group_step = 0
         self.phase = None
-        self.failed = {}
+        self.fail_step = torch.full((len(self.group_stems),), -1, dtype=torch.long, device=self.device)
+        self._write_failed = {}
         self._render_cache = None
         self.resume_state = self._restore(resume)
 
@@ -141,8 +144,8 @@ class EmbeddingModule(LightningModule):
             for n, saved in zip(self.noise, state["noise"], strict=True):
                 n.copy_(saved)
         self.group_step = state["group_step"]
-        self.failed = dict(state["failed"])
-        self.failures.extend(self.failed.items())
+        self.fail_step.copy_(state["fail_step"])
+        self._write_failed = dict(state["write_failed"])
         return state
 
     def group_state(self) -> dict:
@@ -150,7 +153,8 @@ class EmbeddingModule(LightningModule):
         return {"stems": list(self.group_stems), "group_step": self.group_step,
                 "phase": self.phase.name if self.phase else None,
                 "w_plus": self.w_plus.detach().cpu(), "w_start": self.w_start.cpu(),
-                "noise": [n.detach().cpu() for n in self.noise], "failed": dict(self.failed),
+                "noise": [n.detach().cpu() for n in self.noise], "fail_step": self.fail_step.cpu(),
+                "write_failed": dict(self._write_failed),
                 "optimizer": self.trainer.optimizers[0].state_dict() if self.phase else None,
                 "y": self._phase_targets["y"].detach().cpu() if self.phase and self.phase.y == "render" else None}
 
@@ -218,41 +222,49 @@ class EmbeddingModule(LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         render = self.render()
         per_image, terms = self.per_image_loss(render, batch)
-        self._fail_where(~torch.isfinite(per_image.detach()), "the loss is not finite")
-        active = self.active_mask()
+        # Failures are tracked on the device, so a step never waits for it; they are read out
+        # (one synchronisation) only when results are written or checkpointed.
+        newly_bad = ~torch.isfinite(per_image.detach()) & (self.fail_step < 0)
+        self.fail_step = torch.where(newly_bad, self.group_step, self.fail_step)
+        active = self.fail_step < 0
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(torch.where(active, per_image, 0).sum())
-        self._fail_where(~self._finite_grads(), "the gradient is not finite")
-        self._mask_gradients(self.active_mask())
+        self._mask_gradients(active)
         optimizer.step()
         self.group_step += 1
-        if active.any():
-            self.log("loss", per_image[active].mean(), prog_bar=True, batch_size=int(active.sum()))
-            self.log_dict({f"loss/{k}": v[active].mean() for k, v in terms.items()}, batch_size=int(active.sum()))
+        count = active.sum().clamp_min(1)
+        self.log("loss", torch.where(active, per_image.detach(), 0).sum() / count, prog_bar=True,
+                 batch_size=len(per_image))
+        self.log_dict({f"loss/{k}": torch.where(active, v.detach(), 0).sum() / count for k, v in terms.items()},
+                      batch_size=len(per_image))
         return per_image.detach()
 
-    def active_mask(self) -> torch.Tensor:
-        """[B] bool: the images of the group that have not failed."""
-        return torch.tensor([stem not in self.failed for stem in self.group_stems], device=self.device)
+    @property
+    def failed(self) -> dict[str, str]:
+        """Images of the current group that failed, with the reason (phase and step of a divergence)."""
+        out = {}
+        for i, step in enumerate(self.fail_step.tolist()):
+            if step >= 0:
+                phase = self.schedule.phase_at(step).name
+                out[self.group_stems[i]] = f"the loss is not finite in phase {phase} at step {step}"
+        return {**out, **self._write_failed}
 
-    def _fail_where(self, bad: torch.Tensor, why: str) -> None:
-        """Mark images failed (with phase and step); the rest of the group carries on."""
-        for i in torch.nonzero(bad & self.active_mask()).flatten().tolist():
-            stem = self.group_stems[i]
-            self.failed[stem] = f"{why} in phase {self.phase.name} at step {self.group_step}"
-            self.failures.append((stem, self.failed[stem]))
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        """Every image that failed in this run, with the reason."""
+        return [*self._past_failures, *self.failed.items()]
 
-    def _finite_grads(self) -> torch.Tensor:
-        """[B] bool: whether every gradient entry of each image is finite."""
-        ok = torch.ones(len(self.group_stems), dtype=torch.bool, device=self.device)
-        for p in (self.w_plus, *self.noise):
-            if p.grad is not None:
-                ok &= torch.isfinite(p.grad).flatten(1).all(1)
-        return ok
+    def mark_failed(self, stem: str, reason: str) -> None:
+        """Record a failure found outside the optimisation (its results could not be written)."""
+        self._write_failed[stem] = reason
 
     def _mask_gradients(self, active: torch.Tensor) -> None:
-        """Zero the gradients of failed images, and of W+ rows outside this phase's variable mask."""
+        """Zero the gradients of failed images, and of W+ rows outside this phase's variable mask.
+
+        A failed image's gradient can hold NaN; ``where`` (not a product) removes it, so neither the
+        optimiser nor a mixed-precision gradient scaler ever sees it.
+        """
         for p in (self.w_plus, *self.noise):
             if p.grad is not None:
                 keep = active.view(-1, *[1] * (p.grad.ndim - 1))
