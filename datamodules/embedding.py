@@ -77,6 +77,8 @@ class EmbeddingDataModule(LightningDataModule):
         mask: a mask given in the recipe, used for images without a file in ``masks_dir``.
         dilate: grow each mask by this many pixels (at the generator's resolution).
         blur_sigma: Gaussian blur of each mask, in pixels (the paper's ``Mblur``).
+        crop: pixel box (left, top, right, bottom) cut from every photo and mask file before the
+            resize, instead of the centred square: align photos as the generator's data was.
         batch_size: images fitted together (one group).
         resolution: side of the square targets; None takes ``generator.resolution`` of the module.
         skip_done: leave out images whose results are already in the run folder (``default_root_dir``).
@@ -99,6 +101,7 @@ class EmbeddingDataModule(LightningDataModule):
         mask: MaskSpec | None = None,
         dilate: int = 0,
         blur_sigma: float = 0.0,
+        crop: tuple[int, int, int, int] | None = None,
         batch_size: int = 1,
         resolution: int | None = None,
         skip_done: bool = True,
@@ -112,6 +115,7 @@ class EmbeddingDataModule(LightningDataModule):
         self.mask = mask
         self.dilate = dilate
         self.blur_sigma = blur_sigma
+        self.crop = crop
         self.batch_size = batch_size
         self.resolution = resolution
         self.skip_done = skip_done
@@ -137,6 +141,7 @@ class EmbeddingDataModule(LightningDataModule):
             self.blur_sigma,
             skip=skip,
             cache_size=self.batch_size,
+            crop=self.crop,
         )
         self.failures = self.dataset.failures
         self.skipped = self.dataset.skipped

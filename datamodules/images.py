@@ -100,9 +100,20 @@ def _gray_plane(im: Image.Image) -> tuple[Image.Image, float]:
     return im.convert("L").convert("F"), 255.0
 
 
-def _sample(planes: list[Image.Image], full: float, resolution: int, resample: int) -> torch.Tensor:
+def crop_box(size: tuple[int, int], box: Sequence[int] | None, path: str | Path) -> tuple[int, int, int, int]:
+    """``box`` (left, top, right, bottom), checked to lie inside an image of ``size``; None = centred square."""
+    if box is None:
+        return centre_square_box(size)
+    left, top, right, bottom = (int(v) for v in box)
+    if not (0 <= left < right <= size[0] and 0 <= top < bottom <= size[1]):
+        raise ImageReadError(path, f"crop box {list(box)} does not fit inside the {size[0]}×{size[1]} image")
+    return left, top, right, bottom
+
+
+def _sample(planes: list[Image.Image], full: float, resolution: int, resample: int,
+            box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
     """Crop the centred square of each plane, resize it to ``R x R`` and scale to [0, 1]: ``[C, R, R]``."""
-    box, size = centre_square_box(planes[0].size), (resolution, resolution)
+    box, size = box or centre_square_box(planes[0].size), (resolution, resolution)
     arrays = [np.array(p.crop(box).resize(size, resample), dtype=np.float32) for p in planes]
     return (torch.from_numpy(np.stack(arrays)) / full).clamp(0.0, 1.0)
 
@@ -117,10 +128,12 @@ def decode_image(path: str | Path) -> tuple[list[Image.Image], float, tuple[int,
     return planes, full, im.size
 
 
-def read_image(path: str | Path, resolution: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The image as ``[3, R, R]`` in [-1, 1], and its upright size before cropping."""
+def read_image(
+    path: str | Path, resolution: int, box: Sequence[int] | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The image as ``[3, R, R]`` in [-1, 1] (``box`` cut out, default the centred square), and its upright size."""
     planes, full, size = decode_image(path)
-    rgb = _sample(planes, full, resolution, Image.Resampling.LANCZOS).expand(3, -1, -1)
+    rgb = _sample(planes, full, resolution, Image.Resampling.LANCZOS, crop_box(size, box, path)).expand(3, -1, -1)
     return rgb * 2.0 - 1.0, size
 
 
@@ -129,11 +142,13 @@ def load_image(path: str | Path, resolution: int) -> torch.Tensor:
     return read_image(path, resolution)[0]
 
 
-def read_gray(path: str | Path, resolution: int) -> tuple[torch.Tensor, tuple[int, int]]:
+def read_gray(
+    path: str | Path, resolution: int, box: Sequence[int] | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """A mask file as gray ``[1, R, R]`` in [0, 1], cropped like its image (nearest), and its size."""
     im = open_image(path)
     plane, full = _gray_plane(im)
-    return _sample([plane], full, resolution, Image.Resampling.NEAREST), im.size
+    return _sample([plane], full, resolution, Image.Resampling.NEAREST, crop_box(im.size, box, path)), im.size
 
 
 def list_image_files(folder: Path) -> list[Path]:
@@ -210,6 +225,8 @@ class ImageFolderDataset(Dataset):
     ``failures`` as ``(path, reason)``, warned about, and dropped. Images for which
     ``skip(stem)`` is true are listed in ``skipped`` and neither read nor served.
     Stems are computed over all inputs before skipping, so they are stable across reruns.
+    ``crop`` (left, top, right, bottom, in pixels) replaces the centred square, for images and
+    mask files alike: it aligns photos the way the generator's training data was cut.
     Mask precedence: the file ``masks_dir/<stem>.<ext>`` (``.png`` first), then the
     recipe's ``mask`` spec; with ``masks_dir`` or a ``file`` spec, an image without a
     mask file is a failure. Without either, the mask is all ones. A shape mask is built once
@@ -227,6 +244,7 @@ class ImageFolderDataset(Dataset):
         blur_sigma: float = 0.0,
         skip: Callable[[str], bool] | None = None,
         cache_size: int = 64,
+        crop: Sequence[int] | None = None,
     ) -> None:
         if resolution < 1:
             raise ValueError(f"resolution must be positive, got {resolution}")
@@ -235,6 +253,7 @@ class ImageFolderDataset(Dataset):
         if mask is not None and mask.kind == "file" and mask.path is None and masks_dir is None:
             raise ValueError("a 'file' mask needs a path or masks_dir")
         self.resolution = resolution
+        self.crop = crop
         self.mask_spec = mask
         self.masks_dir = masks_dir
         self.dilate = dilate
@@ -266,7 +285,9 @@ class ImageFolderDataset(Dataset):
     def _usable(self, stem: str, path: Path) -> bool:
         """Decode the image (resizing cannot fail) and build its mask; on failure record it and warn."""
         try:
-            self._mask(stem, path, decode_image(path)[2])
+            size = decode_image(path)[2]
+            crop_box(size, self.crop, path)
+            self._mask(stem, path, size)
         except (ImageReadError, MaskError) as e:
             self.failures.append((str(path), str(e)))
             warnings.warn(f"skipping {path}: {e}", stacklevel=4)
@@ -275,7 +296,7 @@ class ImageFolderDataset(Dataset):
 
     def _read(self, stem: str, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """The image ``[3, R, R]`` in [-1, 1] and its processed mask ``[1, R, R]`` in [0, 1]."""
-        image, size = read_image(path, self.resolution)
+        image, size = read_image(path, self.resolution, self.crop)
         return image, self._mask(stem, path, size)
 
     def _mask(self, stem: str, path: Path, image_size: tuple[int, int]) -> torch.Tensor:
@@ -285,7 +306,7 @@ class ImageFolderDataset(Dataset):
         if file is None and spec is not None and spec.kind == "file" and spec.path is not None:
             file = Path(spec.path)
         if file is not None:
-            values, mask_size = read_gray(file, self.resolution)
+            values, mask_size = read_gray(file, self.resolution, self.crop)
             return self._finish(binarize(values, file, mask_size, image_size), file)
         if spec is not None and spec.kind != "file":
             if self._shape is None:

@@ -12,13 +12,11 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from lightning import LightningDataModule
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageReadError, centre_square_box, decode_image, resolve_images
+from .images import ImageReadError, read_image, resolve_images
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +31,8 @@ def read_crop(path: Path, box: Sequence[int] | None, resolution: int) -> torch.T
 
     Pixel modes are handled as for embedding (alpha over white, 16-bit kept until the resize).
     """
-    planes, full, size = decode_image(path)
-    box = centre_square_box(size) if box is None else tuple(box)
-    arrays = [np.asarray(p.crop(box).resize((resolution, resolution), Image.Resampling.LANCZOS)) for p in planes]
-    rgb = torch.from_numpy(np.stack(arrays) / full * 255).clamp(0, 255).round().to(torch.uint8)
-    return rgb.expand(3, -1, -1).contiguous()
+    image, _ = read_image(path, resolution, box)
+    return ((image + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 class _InMemory(Dataset):

@@ -372,3 +372,30 @@ def test_all_done_gives_an_empty_loader_and_fit_returns(tmp_path: Path) -> None:
     assert dm.skipped == [p.stem for p in files] and len(dm.dataset) == 0
     assert len(dm.train_dataloader()) == 0
     assert module.steps_run == 0
+
+
+def test_crop_box_cuts_images_and_mask_files_alike(tmp_path):
+    photo = tmp_path / "face.png"
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[10:30, 20:40] = (255, 0, 0)
+    Image.fromarray(rgb).save(photo)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    gray = np.zeros((40, 60), np.uint8)
+    gray[10:30, 20:30] = 255
+    Image.fromarray(gray).save(masks / "face.png")
+    item = ImageFolderDataset(str(photo), 8, masks_dir=str(masks), crop=(20, 10, 40, 30))[0]
+    assert torch.allclose(item["image"][0], torch.ones(8, 8), atol=1e-3)
+    assert torch.allclose(item["image"][1:], -torch.ones(2, 8, 8), atol=1e-3)
+    assert item["mask"][0, :, :4].min() == 1 and item["mask"][0, :, 4:].max() == 0
+
+
+def test_crop_box_outside_the_image_is_reported_by_name(tmp_path):
+    photo = tmp_path / "small.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(photo)
+    good = tmp_path / "big.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(good)
+    with pytest.warns(UserWarning, match="small.png"):
+        dataset = ImageFolderDataset([str(photo), str(good)], 8, crop=(0, 0, 32, 32))
+    assert [stem for stem, _ in dataset.items] == ["big"]
+    assert "does not fit" in dataset.failures[0][1]
