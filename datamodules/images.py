@@ -148,7 +148,9 @@ def read_gray(
     """A mask file as gray ``[1, R, R]`` in [0, 1], cropped like its image (nearest), and its size."""
     im = open_image(path)
     plane, full = _gray_plane(im)
-    return _sample([plane], full, resolution, Image.Resampling.NEAREST, crop_box(im.size, box, path)), im.size
+    # Not checked against the box: a mask of another size than its image is refused right after.
+    box = None if box is None else tuple(int(v) for v in box)
+    return _sample([plane], full, resolution, Image.Resampling.NEAREST, box), im.size
 
 
 def list_image_files(folder: Path) -> list[Path]:
