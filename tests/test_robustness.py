@@ -55,9 +55,10 @@ def metric_rows(root: Path) -> list[tuple[str, str]]:
 
 
 def assert_same_fit(a: dict, b: dict) -> None:
-    assert torch.allclose(a["w_plus"], b["w_plus"], atol=1e-5)
+    """Equal up to the summation order of batched vs single convolutions (amplified a little by Adam)."""
+    assert torch.allclose(a["w_plus"], b["w_plus"], atol=1e-4)
     for x, y in zip(a["noise"], b["noise"], strict=True):
-        assert (x - y).abs().mean() < 1e-5
+        assert (x - y).abs().mean() < 1e-4
 
 
 def summary(caplog) -> str:
