@@ -172,7 +172,7 @@ class EmbeddingModule(LightningModule):
         return [n for n in self.noise if n.requires_grad]
 
     def _targets(self, phase: Phase, batch: Batch) -> dict:
-        """x, y and their VGG features for this phase, computed once (targets stay fixed).
+        """x, y, their VGG features, the masks and the W+ row mask of this phase, computed once.
 
         A ``"render"`` y is the render at the start of the phase, taken from the checkpoint when
         the phase resumes in its middle.
@@ -185,7 +185,10 @@ class EmbeddingModule(LightningModule):
                 y = saved["y"].to(x.device)
             else:
                 y = self.current_render().detach()
-        targets = {"x": x, "y": y, "x_features": None, "y_features": None}
+        targets = {"x": x, "y": y, "x_features": None, "y_features": None,
+                   "masks": {name: _select_mask(batch["mask"], name)
+                             for name in (phase.mask_mse, phase.mask_percept, phase.mask_style)},
+                   "rows": self._row_mask(phase) if phase.optimize == "w" and phase.w_rows is not None else None}
         if phase.percept:
             targets["x_features"] = self.loss_fn.target_features(x, self.loss_fn.percept_layers)
         if phase.style:
@@ -206,10 +209,10 @@ class EmbeddingModule(LightningModule):
                 self._render_cache = (self.group_step, self.render().float())
         return self._render_cache[1]
 
-    def per_image_loss(self, render: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def per_image_loss(self, render: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 1 (plus the optional pull toward the starting code) for each image: ``[B]`` and the terms."""
         phase, t = self.phase, self._phase_targets
-        masks = {name: _select_mask(batch["mask"], name) for name in ("ones", "mask", "1-mask")}
+        masks = t["masks"]
         total, terms = self.loss_fn(
             render, t["x"], t["y"], w_style=phase.style, w_mse1=phase.mse1, w_mse2=phase.mse2,
             w_percept=phase.percept, mask_style=masks[phase.mask_style], mask_mse=masks[phase.mask_mse],
@@ -221,7 +224,7 @@ class EmbeddingModule(LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         render = self.render()
-        per_image, terms = self.per_image_loss(render, batch)
+        per_image, terms = self.per_image_loss(render)
         # Failures are tracked on the device, so a step never waits for it; they are read out
         # (one synchronisation) only when results are written or checkpointed.
         newly_bad = ~torch.isfinite(per_image.detach()) & (self.fail_step < 0)
@@ -269,13 +272,13 @@ class EmbeddingModule(LightningModule):
             if p.grad is not None:
                 keep = active.view(-1, *[1] * (p.grad.ndim - 1))
                 p.grad.copy_(torch.where(keep, p.grad, 0))
-        if self.phase.optimize == "w" and self.phase.w_rows is not None:
-            self.w_plus.grad.mul_(self._row_mask())
+        if self._phase_targets["rows"] is not None:
+            self.w_plus.grad.mul_(self._phase_targets["rows"])
 
-    def _row_mask(self) -> torch.Tensor:
-        """1 for the W+ rows this phase may move (wm), 0 elsewhere."""
+    def _row_mask(self, phase: Phase) -> torch.Tensor:
+        """1 for the W+ rows ``phase`` may move (wm), 0 elsewhere."""
         mask = torch.zeros(self.w_plus.shape[1], 1, device=self.device, dtype=self.w_plus.dtype)
-        mask[self.phase.w_rows] = 1
+        mask[phase.w_rows] = 1
         return mask
 
     def latents_metadata(self, stem: str) -> dict:
