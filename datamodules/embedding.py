@@ -59,13 +59,17 @@ class GroupRepeatSampler(Sampler[list[int]]):
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack items into the batch: ``stem`` list, ``index`` [B], ``image`` [B,3,R,R], ``mask`` [B,1,R,R]."""
-    return {
+    """Stack items into the batch: ``stem`` list, ``index`` [B], ``image`` [B,3,R,R], ``mask`` [B,1,R,R]
+    and, when images are paired, ``second`` [B,3,R,R]."""
+    batch = {
         "stem": [item["stem"] for item in items],
         "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
         "image": torch.stack([item["image"] for item in items]),
         "mask": torch.stack([item["mask"] for item in items]),
     }
+    if "second" in items[0]:
+        batch["second"] = torch.stack([item["second"] for item in items])
+    return batch
 
 
 class EmbeddingDataModule(LightningDataModule):
@@ -79,6 +83,13 @@ class EmbeddingDataModule(LightningDataModule):
         blur_sigma: Gaussian blur of each mask, in pixels (the paper's ``Mblur``).
         crop: pixel box (left, top, right, bottom) cut from every photo and mask file before the
             resize, instead of the centred square: align photos as the generator's data was.
+        second: a second image paired with each input (crossover's I2, the scribble's base image,
+            the style image): one file for every input, or a folder with a file of each input's stem.
+        solutions: fit each input this many times from different random starts (``<stem>_1`` ...
+            ``<stem>_K``), e.g. K plausible inpaintings from U[-a, a] offsets (``model.w_init_offset``).
+        scribble: a layer of strokes (an image whose alpha marks them) painted over every input, for
+            edits by scribbles: the scribbled image is fitted, the input becomes ``second`` and the
+            strokes the mask.
         batch_size: images fitted together (one group).
         resolution: side of the square targets; None takes ``generator.resolution`` of the module.
         skip_done: leave out images whose results are already in the run folder (``default_root_dir``).
@@ -102,6 +113,9 @@ class EmbeddingDataModule(LightningDataModule):
         dilate: int = 0,
         blur_sigma: float = 0.0,
         crop: tuple[int, int, int, int] | None = None,
+        second: str | None = None,
+        solutions: int = 1,
+        scribble: str | None = None,
         batch_size: int = 1,
         resolution: int | None = None,
         skip_done: bool = True,
@@ -116,6 +130,9 @@ class EmbeddingDataModule(LightningDataModule):
         self.dilate = dilate
         self.blur_sigma = blur_sigma
         self.crop = crop
+        self.second = second
+        self.solutions = solutions
+        self.scribble = scribble
         self.batch_size = batch_size
         self.resolution = resolution
         self.skip_done = skip_done
@@ -142,6 +159,9 @@ class EmbeddingDataModule(LightningDataModule):
             skip=skip,
             cache_size=self.batch_size,
             crop=self.crop,
+            second=self.second,
+            solutions=self.solutions,
+            scribble=self.scribble,
         )
         self.failures = self.dataset.failures
         self.skipped = self.dataset.skipped

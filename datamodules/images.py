@@ -153,6 +153,26 @@ def read_gray(
     return _sample([plane], full, resolution, Image.Resampling.NEAREST, box), im.size
 
 
+def read_strokes(path: str | Path, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A scribble layer (an image whose alpha marks the strokes), resized to ``R x R``: RGB in [-1, 1] and binary alpha.
+
+    The layer covers the square the generator sees (after the crop). It is resized with nearest
+    neighbour, so the stroke mask stays binary and no colour from under transparent pixels bleeds
+    into the strokes.
+    """
+    im = open_image(path)
+    if im.mode not in _WITH_ALPHA and not (im.mode == "P" and "transparency" in im.info):
+        raise ImageReadError(path, f"a scribble layer needs an alpha channel marking the strokes (mode {im.mode})")
+    rgba = im.convert("RGBA")
+    size = (resolution, resolution)
+    rgb = np.array(rgba.convert("RGB").resize(size, Image.Resampling.NEAREST), dtype=np.float32) / 127.5 - 1
+    alpha = np.array(rgba.getchannel("A").resize(size, Image.Resampling.NEAREST), dtype=np.float32) / 255
+    strokes = (torch.from_numpy(alpha) > 0.5).float()[None]
+    if not bool(strokes.any()):
+        raise ImageReadError(path, "the scribble layer has no stroke (its alpha is transparent everywhere)")
+    return torch.from_numpy(rgb).permute(2, 0, 1).clamp(-1, 1), strokes
+
+
 def list_image_files(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (by extension, hidden files left out), sorted by name."""
     return sorted(
@@ -234,6 +254,12 @@ class ImageFolderDataset(Dataset):
     mask file is a failure. Without either, the mask is all ones. A shape mask is built once
     and shared by every image that uses it.
     The last ``cache_size`` items are kept, so a group served many times in a row is decoded once.
+    ``second`` pairs every image with a second one (item key ``second``, read with the same crop):
+    one file for all, or a folder holding a file with each image's stem (crossover's I2, the
+    scribble's base image, a style image). ``solutions`` > 1 serves each image that many times, as
+    ``<stem>_1`` ... ``<stem>_K``: each copy draws its own random start, so K fits give K answers.
+    ``scribble``, a layer of strokes (alpha = drawn), is painted over every image: ``image`` is the
+    scribbled image, ``second`` the image as it was, and the mask the strokes (then blurred/dilated).
     """
 
     def __init__(
@@ -247,9 +273,19 @@ class ImageFolderDataset(Dataset):
         skip: Callable[[str], bool] | None = None,
         cache_size: int = 64,
         crop: Sequence[int] | None = None,
+        second: str | None = None,
+        solutions: int = 1,
+        scribble: str | None = None,
     ) -> None:
         if resolution < 1:
             raise ValueError(f"resolution must be positive, got {resolution}")
+        if solutions < 1:
+            raise ValueError(f"solutions must be at least 1, got {solutions}")
+        if second is not None and not Path(second).exists():
+            raise ValueError(f"second image {second}: no such file or folder")
+        if scribble is not None and (second is not None or mask is not None or masks_dir is not None):
+            raise ValueError("a scribble layer gives both the second image and the mask: leave second, mask and "
+                             "masks_dir unset")
         if masks_dir is not None and not Path(masks_dir).is_dir():
             raise ValueError(f"masks_dir {masks_dir} is not a folder")
         if mask is not None and mask.kind == "file" and mask.path is None and masks_dir is None:
@@ -262,10 +298,17 @@ class ImageFolderDataset(Dataset):
         self.blur_sigma = blur_sigma
         self.cache_size = cache_size
         self._cache: OrderedDict[int, dict] = OrderedDict()
-        self._mask_files = self._index_masks(masks_dir)
+        self._mask_files = self._index_files(masks_dir)
+        self._second = second
+        self._second_files = self._index_files(second) if second is not None and Path(second).is_dir() else {}
         self._shape: torch.Tensor | None = None
+        self._strokes = read_strokes(scribble, resolution) if scribble is not None else None
+        if self._strokes is not None:
+            self._shape = self._finish(self._strokes[1], Path(scribble))
         paths, self.failures = resolve_images(images)
         named = list(zip(unique_stems(paths), paths, strict=True))
+        if solutions > 1:
+            named = [(f"{stem}_{k}", path) for stem, path in named for k in range(1, solutions + 1)]
         self.skipped = [stem for stem, _ in named if skip is not None and skip(stem)]
         skipped = set(self.skipped)
         self.items = [item for item in named if item[0] not in skipped and self._usable(*item)]
@@ -274,8 +317,8 @@ class ImageFolderDataset(Dataset):
             raise NoUsableImageError(f"no readable image in {images!r}:\n{listing}")
 
     @staticmethod
-    def _index_masks(masks_dir: str | None) -> dict[str, Path]:
-        """Mask files by stem; for a stem with several files, ``.png`` wins, then the first by name."""
+    def _index_files(masks_dir: str | None) -> dict[str, Path]:
+        """Image files of a folder by stem; for a stem with several files, ``.png`` wins, then the first by name."""
         if masks_dir is None:
             return {}
         index: dict[str, Path] = {}
@@ -290,11 +333,22 @@ class ImageFolderDataset(Dataset):
             size = decode_image(path)[2]
             crop_box(size, self.crop, path)
             self._mask(stem, path, size)
+            if self._second is not None:
+                second = self._second_path(path)
+                crop_box(decode_image(second)[2], self.crop, second)
         except (ImageReadError, MaskError) as e:
             self.failures.append((str(path), str(e)))
             warnings.warn(f"skipping {path}: {e}", stacklevel=4)
             return False
         return True
+
+    def _second_path(self, path: Path) -> Path:
+        """The second image paired with ``path``: the one file, or the folder's file with its stem."""
+        if not self._second_files and Path(self._second).is_file():
+            return Path(self._second)
+        if path.stem not in self._second_files:
+            raise ImageReadError(path, f"no second image named {path.stem}.<image extension> in {self._second}")
+        return self._second_files[path.stem]
 
     def _read(self, stem: str, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """The image ``[3, R, R]`` in [-1, 1] and its processed mask ``[1, R, R]`` in [0, 1]."""
@@ -303,6 +357,8 @@ class ImageFolderDataset(Dataset):
 
     def _mask(self, stem: str, path: Path, image_size: tuple[int, int]) -> torch.Tensor:
         """The processed mask of one image (see the class docstring for where it comes from)."""
+        if self._strokes is not None:
+            return self._shape
         spec = self.mask_spec
         file = self._mask_files.get(stem) or self._mask_files.get(path.stem)
         if file is None and spec is not None and spec.kind == "file" and spec.path is not None:
@@ -333,6 +389,11 @@ class ImageFolderDataset(Dataset):
         stem, path = self.items[index]
         image, mask = self._read(stem, path)
         item = {"stem": stem, "index": index, "image": image, "mask": mask}
+        if self._second is not None:
+            item["second"] = read_image(self._second_path(path), self.resolution, self.crop)[0]
+        if self._strokes is not None:
+            colours, strokes = self._strokes
+            item["second"], item["image"] = image, strokes * colours + (1 - strokes) * image
         self._cache[index] = item
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)

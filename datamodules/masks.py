@@ -99,26 +99,27 @@ def binarize(
 
 
 def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Grow the 1-region of a ``[1, R, R]`` mask by ``pixels`` in every direction (square max-pool)."""
+    """Grow the 1-region of a ``[..., R, R]`` mask by ``pixels`` in every direction (square max-pool)."""
     if pixels <= 0:
         return mask
     size = 2 * pixels + 1
-    rows = F.max_pool2d(mask[None], kernel_size=(1, size), stride=1, padding=(0, pixels))
-    return F.max_pool2d(rows, kernel_size=(size, 1), stride=1, padding=(pixels, 0))[0]
+    x = mask.reshape(-1, 1, *mask.shape[-2:])
+    rows = F.max_pool2d(x, kernel_size=(1, size), stride=1, padding=(0, pixels))
+    return F.max_pool2d(rows, kernel_size=(size, 1), stride=1, padding=(pixels, 0)).reshape(mask.shape)
 
 
 def blur(mask: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of a ``[1, R, R]`` mask (separable, 3-sigma support, edges replicated)."""
+    """Gaussian blur of a ``[..., R, R]`` mask (separable, 3-sigma support, edges replicated)."""
     if sigma <= 0:
         return mask
     radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    taps = torch.arange(-radius, radius + 1, dtype=mask.dtype, device=mask.device)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     kernel = kernel / kernel.sum()
-    x = F.pad(mask[None], (radius, radius, radius, radius), mode="replicate")
+    x = F.pad(mask.reshape(-1, 1, *mask.shape[-2:]), (radius, radius, radius, radius), mode="replicate")
     x = F.conv2d(x, kernel.view(1, 1, 1, -1))
     x = F.conv2d(x, kernel.view(1, 1, -1, 1))
-    return x[0].clamp(0.0, 1.0)
+    return x.reshape(mask.shape).clamp(0.0, 1.0)
 
 
 def finish(

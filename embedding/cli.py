@@ -1,5 +1,8 @@
 """The ``embed`` command: ``embed fit --config recipes/<app>.yaml`` (LightningCLI).
 
+``embed edit <op> ...`` edits already embedded images from their latents files (see
+:mod:`embedding.edit_cli`).
+
 Beside the usual ``model``, ``data`` and ``trainer`` sections, a recipe configures the callbacks
 every embedding run has (``phase_schedule``, ``metrics``, ``images``, ``writer``, ``progress``).
 The run folder is ``trainer.default_root_dir``; TensorBoard event files and the resolved
@@ -9,6 +12,7 @@ The run folder is ``trainer.default_root_dir``; TensorBoard event files and the 
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 from jsonargparse import Namespace
@@ -41,10 +45,15 @@ TRAINER_DEFAULTS = {
 
 
 class EmbedCLI(LightningCLI):
-    """LightningCLI with the embedding's callbacks always present and TensorBoard writing into the run folder."""
+    """LightningCLI with the embedding's callbacks always present and TensorBoard writing into the run folder.
+
+    ``module_class`` is the LightningModule it fits (a subclass may set another one, e.g. DGP's).
+    """
+
+    module_class: type = EmbeddingModule
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(EmbeddingModule, EmbeddingDataModule, trainer_defaults=TRAINER_DEFAULTS,
+        super().__init__(self.module_class, EmbeddingDataModule, trainer_defaults=TRAINER_DEFAULTS,
                          save_config_kwargs={"overwrite": True}, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -108,6 +117,11 @@ class EmbedCLI(LightningCLI):
 def main() -> None:
     """Entry point of the ``embed`` console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if sys.argv[1:2] == ["edit"]:
+        from .edit_cli import main as edit_main
+
+        edit_main(sys.argv[2:])
+        return
     # Phases install their own optimisers, and the frozen generator and VGG stay in eval mode.
     warnings.filterwarnings("ignore", message=r".*configure_optimizers.*returned `None`")
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")

@@ -107,7 +107,8 @@ class EmbeddingLoss(nn.Module):
     """Image2StyleGAN++ Eq. 1, per image, skipping (and not running VGG for) zero-weighted terms.
 
     `L = w_style·Lstyle(Ms, G, y) + w_mse1·MSE(Mm ⊙ (G − x)) + w_mse2·MSE((1 − Mm) ⊙ (G − y))
-    + w_percept·Lpercept(Mp, G, x)`.
+    + w_percept·Lpercept(Mp, G, x) + w_percept2·Lpercept(1 − Mp, G, y)`; the last term is the
+    second WI of image crossover (Algorithm 3), zero when there is no perceptual mask.
 
     ``feature_scale`` multiplies every VGG feature: ``PAPER_FEATURE_SCALE`` expresses them in the
     units of a VGG fed 0–255 pixels (as the paper's was), so the paper's loss weights keep their balance.
@@ -149,34 +150,43 @@ class EmbeddingLoss(nn.Module):
         w_mse1: float = 0.0,
         w_mse2: float = 0.0,
         w_percept: float = 0.0,
+        w_percept2: float = 0.0,
         mask_style: Tensor | None = None,
         mask_style_target: Tensor | None = None,
         mask_mse: Tensor | None = None,
         mask_percept: Tensor | None = None,
         x_features: Mapping[str, Tensor] | None = None,
         y_features: Mapping[str, Tensor] | None = None,
+        y_percept_features: Mapping[str, Tensor] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-image total `[B]` and the unweighted per-image terms of the non-zero-weighted ones.
 
-        Keys of the terms: `style`, `mse1`, `mse2`, `percept`, present only when weighted.
-        `mse2` is zero when `mask_mse` is None (Mm = 1 leaves nothing outside it).
+        Keys of the terms: `style`, `mse1`, `mse2`, `percept`, `percept2`, present only when
+        weighted. `mse2` / `percept2` are zero when their mask is None (nothing lies outside it).
+        `y_features` are y's style-layer features, `y_percept_features` its perceptual ones.
         """
         terms: dict[str, Tensor] = {}
         if w_mse1:
             terms["mse1"] = masked_mse(render, _required(x, "x", "w_mse1"), mask_mse)
         if w_mse2:
             terms["mse2"] = self._outside_mse(render, y, mask_mse)
-        layers = self._render_layers(bool(w_percept), bool(w_style))
+        layers = self._render_layers(bool(w_percept or w_percept2), bool(w_style))
         feats = self._vgg(render, layers) if layers else {}
         if w_percept:
             if x_features is None:
                 x_features = self.target_features(_required(x, "x", "w_percept"), self.percept_layers)
             terms["percept"] = perceptual_loss(feats, x_features, mask_percept, self.percept_layers)
+        if w_percept2:
+            terms["percept2"] = render.new_zeros(render.shape[0])
+            if mask_percept is not None:
+                if y_percept_features is None:
+                    y_percept_features = self.target_features(_required(y, "y", "w_percept2"), self.percept_layers)
+                terms["percept2"] = perceptual_loss(feats, y_percept_features, 1 - mask_percept, self.percept_layers)
         if w_style:
             if y_features is None:
                 y_features = self.target_features(_required(y, "y", "w_style"), self.style_layers)
             terms["style"] = style_loss(feats, y_features, mask_style, mask_style_target, self.style_layers)
-        weights = {"style": w_style, "mse1": w_mse1, "mse2": w_mse2, "percept": w_percept}
+        weights = {"style": w_style, "mse1": w_mse1, "mse2": w_mse2, "percept": w_percept, "percept2": w_percept2}
         total = render.new_zeros(render.shape[0])
         for name, value in terms.items():
             total = total + weights[name] * value

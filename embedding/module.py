@@ -18,16 +18,18 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from .checkpoints import load_generator
-from .latents import find_latents, generator_file, read_latents, sha256
+from datamodules.masks import blur, dilate
+
+from .group_fitting import GroupFitting
+from .latents import find_latents, read_latents
 from .losses import PAPER_FEATURE_SCALE, PERCEPT_LAYERS, STYLE_LAYERS, EmbeddingLoss, latent_pull
-from .phases import Phase, Schedule, reconstruction_phases, with_steps
+from .phases import Phase, Schedule, reconstruction_phases, resolve_rows, with_steps
 from .vgg import load_vgg16
 
 Batch = dict
 
 
-class EmbeddingModule(LightningModule):
+class EmbeddingModule(GroupFitting, LightningModule):
     """Fits W+ (and noise) to each target image with a frozen StyleGAN2, phase by phase.
 
     Args:
@@ -67,20 +69,14 @@ class EmbeddingModule(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.generator_source = generator
-        self.generator = load_generator(generator)
-        self.generator_sha256 = sha256(generator_file(generator))
+        self._use_generator(generator)
         self.schedule = Schedule(with_steps(phases or reconstruction_phases(), steps or {}))
         self.loss_fn = self._build_loss(vgg_weights, vgg_resize, percept_layers, style_layers)
         if "latents" in (w_init, noise_init) and latents is None:
             raise ValueError("w_init/noise_init 'latents' needs `latents`: a folder or file of codes")
         self.w_plus: nn.Parameter | None = None
         self.noise = nn.ParameterList()
-        self.group_stems: list[str] = []
-        self.group_step = 0
-        self.fail_step = torch.zeros(0, dtype=torch.long)
-        self._write_failed: dict[str, str] = {}
-        self._past_failures: list[tuple[str, str]] = []
+        self._init_groups()
         self.resume_state: dict | None = None
         self.phase: Phase | None = None
         self._phase_targets: dict = {}
@@ -93,19 +89,7 @@ class EmbeddingModule(LightningModule):
         vgg = load_vgg16(weights, resize) if needs_vgg else None
         return EmbeddingLoss(vgg, percept or PERCEPT_LAYERS, style or STYLE_LAYERS, PAPER_FEATURE_SCALE)
 
-    @property
-    def steps_per_group(self) -> int:
-        """Optimisation steps each group of images goes through (all phases)."""
-        return self.schedule.total_steps
-
-    def configure_optimizers(self) -> None:
-        """Each phase gets a fresh optimiser from the ``PhaseSchedule`` callback."""
-        return None
-
     # ---- groups and phases -------------------------------------------------------------------
-
-    def is_new_group(self, batch: Batch) -> bool:
-        return list(batch["stem"]) != self.group_stems or self.group_step >= self.steps_per_group
 
     def start_group(self, batch: Batch, resume: dict | None = None) -> None:
         """Fresh parameters for the images of ``batch``: one W+ block and one set of noise maps each.
@@ -117,8 +101,7 @@ class EmbeddingModule(LightningModule):
         if size != (res, res):
             raise ValueError(f"targets are {size[0]}×{size[1]} but the generator renders {res}×{res}; "
                              "leave data.resolution unset to match the generator")
-        self._past_failures.extend(self.failed.items())
-        self.group_stems = list(batch["stem"])
+        self._begin_group(batch["stem"])
         streams = [self._stream(stem) for stem in self.group_stems]
         w = torch.stack([self._initial_w(stem, g) for stem, g in zip(self.group_stems, streams, strict=True)])
         noise = [torch.cat(maps) for maps in zip(*[self._initial_noise(stem, g)
@@ -127,10 +110,7 @@ class EmbeddingModule(LightningModule):
         self.w_plus = nn.Parameter(w.to(self.device))
         self.noise = nn.ParameterList([nn.Parameter(n.to(self.device)) for n in noise])
         self.register_buffer("w_start", w.to(self.device).clone(), persistent=False)
-        self.group_step = 0
         self.phase = None
-        self.fail_step = torch.full((len(self.group_stems),), -1, dtype=torch.long, device=self.device)
-        self._write_failed = {}
         self._render_cache = None
         self.resume_state = self._restore(resume)
 
@@ -143,23 +123,26 @@ class EmbeddingModule(LightningModule):
             self.w_start.copy_(state["w_start"])
             for n, saved in zip(self.noise, state["noise"], strict=True):
                 n.copy_(saved)
-        self.group_step = state["group_step"]
-        self.fail_step.copy_(state["fail_step"])
-        self._write_failed = dict(state["write_failed"])
+        self._restore_progress(state)
         return state
 
     def group_state(self) -> dict:
         """Everything needed to continue this group later: parameters, step, optimiser state, failures."""
-        return {"stems": list(self.group_stems), "group_step": self.group_step,
-                "phase": self.phase.name if self.phase else None,
-                "w_plus": self.w_plus.detach().cpu(), "w_start": self.w_start.cpu(),
-                "noise": [n.detach().cpu() for n in self.noise], "fail_step": self.fail_step.cpu(),
-                "write_failed": dict(self._write_failed),
-                "optimizer": self.trainer.optimizers[0].state_dict() if self.phase else None,
+        return {**self._progress(), "w_plus": self.w_plus.detach().cpu(), "w_start": self.w_start.cpu(),
+                "noise": [n.detach().cpu() for n in self.noise],
                 "y": self._phase_targets["y"].detach().cpu() if self.phase and self.phase.y == "render" else None}
 
     def enter_phase(self, phase: Phase, batch: Batch) -> list[torch.Tensor]:
-        """Make ``phase`` current and return the tensors its optimiser must move."""
+        """Make ``phase`` current and return the tensors its optimiser must move.
+
+        The phase's starting code w* (what ``pull`` pulls toward) is the current W+, or the
+        checkpoint's when the phase resumes in its middle.
+        """
+        resuming = self.resume_state is not None and self.resume_state["phase"] == phase.name
+        if not resuming:
+            self.w_start.copy_(self.w_plus.detach())
+        if phase.uses_second and "second" not in batch:
+            raise ValueError(f"phase {phase.name!r} uses the second image: give the datamodule `second`")
         self.phase = phase
         moving_w = phase.optimize == "w"
         self.w_plus.requires_grad_(moving_w)
@@ -177,20 +160,24 @@ class EmbeddingModule(LightningModule):
         A ``"render"`` y is the render at the start of the phase, taken from the checkpoint when
         the phase resumes in its middle.
         """
-        x = batch["image"]
-        y = x
+        x = batch[phase.x]
+        y = batch[phase.y] if phase.y != "render" else x
         if phase.y == "render":
             saved = self.resume_state
             if saved is not None and saved["phase"] == phase.name and saved.get("y") is not None:
                 y = saved["y"].to(x.device)
             else:
                 y = self.current_render().detach()
-        targets = {"x": x, "y": y, "x_features": None, "y_features": None,
-                   "masks": {name: _select_mask(batch["mask"], name)
+        mask = blur(dilate(batch["mask"], phase.mask_dilate), phase.mask_blur)
+        targets = {"x": x, "y": y, "x_features": None, "y_features": None, "y_percept_features": None,
+                   "masks": {name: _select_mask(mask, name)
                              for name in (phase.mask_mse, phase.mask_percept, phase.mask_style)},
+                   "style_target_mask": torch.ones_like(mask[:1]) if phase.style else None,
                    "rows": self._row_mask(phase) if phase.optimize == "w" and phase.w_rows is not None else None}
         if phase.percept:
             targets["x_features"] = self.loss_fn.target_features(x, self.loss_fn.percept_layers)
+        if phase.percept2:
+            targets["y_percept_features"] = self.loss_fn.target_features(y, self.loss_fn.percept_layers)
         if phase.style:
             targets["y_features"] = self.loss_fn.target_features(y, self.loss_fn.style_layers)
         return targets
@@ -215,70 +202,27 @@ class EmbeddingModule(LightningModule):
         masks = t["masks"]
         total, terms = self.loss_fn(
             render, t["x"], t["y"], w_style=phase.style, w_mse1=phase.mse1, w_mse2=phase.mse2,
-            w_percept=phase.percept, mask_style=masks[phase.mask_style], mask_mse=masks[phase.mask_mse],
-            mask_percept=masks[phase.mask_percept], x_features=t["x_features"], y_features=t["y_features"])
+            w_percept=phase.percept, w_percept2=phase.percept2, mask_style=masks[phase.mask_style],
+            mask_style_target=t["style_target_mask"], mask_mse=masks[phase.mask_mse],
+            mask_percept=masks[phase.mask_percept], x_features=t["x_features"], y_features=t["y_features"],
+            y_percept_features=t["y_percept_features"])
         if phase.pull:
             terms["pull"] = latent_pull(self.w_plus, self.w_start)
             total = total + phase.pull * terms["pull"]
         return total, terms
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        render = self.render()
-        per_image, terms = self.per_image_loss(render)
-        # Failures are tracked on the device, so a step never waits for it; they are read out
-        # (one synchronisation) only when results are written or checkpointed.
-        newly_bad = ~torch.isfinite(per_image.detach()) & (self.fail_step < 0)
-        self.fail_step = torch.where(newly_bad, self.group_step, self.fail_step)
-        active = self.fail_step < 0
-        optimizer = self.optimizers()
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(torch.where(active, per_image, 0).sum())
-        self._mask_gradients(active)
-        optimizer.step()
-        self.group_step += 1
-        count = active.sum().clamp_min(1)
-        self.log("loss", torch.where(active, per_image.detach(), 0).sum() / count, prog_bar=True,
-                 batch_size=len(per_image))
-        self.log_dict({f"loss/{k}": torch.where(active, v.detach(), 0).sum() / count for k, v in terms.items()},
-                      batch_size=len(per_image))
-        return per_image.detach()
-
-    @property
-    def failed(self) -> dict[str, str]:
-        """Images of the current group that failed, with the reason (phase and step of a divergence)."""
-        out = {}
-        for i, step in enumerate(self.fail_step.tolist()):
-            if step >= 0:
-                phase = self.schedule.phase_at(step).name
-                out[self.group_stems[i]] = f"the loss is not finite in phase {phase} at step {step}"
-        return {**out, **self._write_failed}
-
-    @property
-    def failures(self) -> list[tuple[str, str]]:
-        """Every image that failed in this run, with the reason."""
-        return [*self._past_failures, *self.failed.items()]
-
-    def mark_failed(self, stem: str, reason: str) -> None:
-        """Record a failure found outside the optimisation (its results could not be written)."""
-        self._write_failed[stem] = reason
-
-    def _mask_gradients(self, active: torch.Tensor) -> None:
-        """Zero the gradients of failed images, and of W+ rows outside this phase's variable mask.
-
-        A failed image's gradient can hold NaN; ``where`` (not a product) removes it, so neither the
-        optimiser nor a mixed-precision gradient scaler ever sees it.
-        """
-        for p in (self.w_plus, *self.noise):
-            if p.grad is not None:
-                keep = active.view(-1, *[1] * (p.grad.ndim - 1))
-                p.grad.copy_(torch.where(keep, p.grad, 0))
-        if self._phase_targets["rows"] is not None:
+        per_image, terms = self.per_image_loss(self.render())
+        active = self.backward_active(per_image, [self.w_plus, *self.noise])
+        if self._phase_targets["rows"] is not None:   # the variable mask wm
             self.w_plus.grad.mul_(self._phase_targets["rows"])
+        self.finish_step(per_image, terms, active)
+        return per_image.detach()
 
     def _row_mask(self, phase: Phase) -> torch.Tensor:
         """1 for the W+ rows ``phase`` may move (wm), 0 elsewhere."""
         mask = torch.zeros(self.w_plus.shape[1], 1, device=self.device, dtype=self.w_plus.dtype)
-        mask[phase.w_rows] = 1
+        mask[resolve_rows(phase.w_rows, self.w_plus.shape[1])] = 1
         return mask
 
     def latents_metadata(self, stem: str) -> dict:

@@ -16,6 +16,8 @@ import torch
 
 Variables = Literal["w", "noise"]
 OptimizerName = Literal["adam", "sgd"]
+Source = Literal["image", "second"]
+ROW_RULES = ("inpainting",)
 
 
 @dataclass
@@ -23,11 +25,18 @@ class Phase:
     """One stage of an embedding.
 
     Masks are named by the batch entry they come from: ``"ones"`` (every pixel), ``"mask"`` (the
-    image's mask from the datamodule) or ``"1-mask"`` (its complement).
-    ``y`` is the second target of Eq. 1: ``"image"`` (the target photo) or ``"render"`` (the
-    render at the start of the phase, as Algorithms 4-6 use G(w) for the noise phase).
-    ``w_rows`` / ``noise_maps`` are the variable masks wm / nm as 0-based indices (None = all).
-    ``pull`` weighs λ‖w − w_init‖², the pull toward the initial code (Algorithm 5).
+    image's mask from the datamodule) or ``"1-mask"`` (its complement). ``mask_dilate`` (pixels)
+    and ``mask_blur`` (Gaussian sigma, pixels) grow and soften the mask for this phase only, as
+    Algorithm 4's noise phase uses ``Mblur+``, a slightly larger blurred mask.
+    ``x`` is the first target of Eq. 1: ``"image"`` (the input) or ``"second"`` (the second
+    image the datamodule pairs with it: crossover's I2, the scribble's base image, the style
+    image). ``y`` is the second target: ``"image"``, ``"second"`` or ``"render"`` (the render at
+    the start of the phase, as Algorithms 4-6 use G(w) for the noise phase).
+    ``mse2`` / ``percept2`` compare with ``y`` outside the MSE / perceptual mask (the second WI
+    term of Algorithm 3). ``w_rows`` / ``noise_maps`` are the variable masks wm / nm as 0-based
+    indices (negative ones count from the end; None = all); ``w_rows: inpainting`` is Algorithm
+    4's rule, see :func:`resolve_rows`. ``pull`` weighs λ‖w − w*‖², the pull toward the code the
+    phase starts from (Algorithm 5).
     """
 
     name: str
@@ -37,17 +46,21 @@ class Phase:
     lr: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    w_rows: list[int] | None = None
+    w_rows: list[int] | str | None = None
     noise_maps: list[int] | None = None
     mse1: float = 0.0
     mse2: float = 0.0
     percept: float = 0.0
+    percept2: float = 0.0
     style: float = 0.0
     pull: float = 0.0
     mask_mse: str = "ones"
     mask_percept: str = "ones"
     mask_style: str = "ones"
-    y: Literal["image", "render"] = "image"
+    mask_dilate: int = 0
+    mask_blur: float = 0.0
+    x: Source = "image"
+    y: Literal["image", "second", "render"] = "image"
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -57,6 +70,19 @@ class Phase:
         for mask in (self.mask_mse, self.mask_percept, self.mask_style):
             if mask not in ("ones", "mask", "1-mask"):
                 raise ValueError(f"phase {self.name!r}: mask must be 'ones', 'mask' or '1-mask', got {mask!r}")
+        if self.x not in ("image", "second") or self.y not in ("image", "second", "render"):
+            raise ValueError(f"phase {self.name!r}: x must be 'image' or 'second' and y 'image', 'second' or "
+                             f"'render', got x={self.x!r}, y={self.y!r}")
+        if isinstance(self.w_rows, str) and self.w_rows not in ROW_RULES:
+            raise ValueError(f"phase {self.name!r}: w_rows must be a list of rows or one of {ROW_RULES}, "
+                             f"got {self.w_rows!r}")
+        if self.mask_dilate < 0 or self.mask_blur < 0:
+            raise ValueError(f"phase {self.name!r}: mask_dilate and mask_blur must be ≥ 0")
+
+    @property
+    def uses_second(self) -> bool:
+        """Whether this phase needs the datamodule's second image."""
+        return "second" in (self.x, self.y)
 
     def make_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
         """A fresh optimiser over ``params`` (Adam, or the plain gradient descent of Algorithm 4)."""
@@ -64,6 +90,25 @@ class Phase:
         if self.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.lr)
         return torch.optim.Adam(params, lr=self.lr, betas=tuple(self.betas), eps=self.eps)
+
+
+def resolve_rows(rows: list[int] | str | None, num_ws: int) -> list[int]:
+    """The 0-based W+ rows a variable mask ``wm`` names, for a generator with ``num_ws`` rows.
+
+    ``"inpainting"`` is Algorithm 4's rule: rows 1-9, 17 and 18 of 18 (1-based) are the first
+    half of the rows, which set the layout, plus the last two, which set the colours; the rows
+    between stay at their starting value. For 10 rows (64²) that is rows 0-4, 8 and 9.
+    """
+    if rows is None:
+        return list(range(num_ws))
+    if rows == "inpainting":
+        return sorted({*range(num_ws // 2), num_ws - 2, num_ws - 1})
+    if isinstance(rows, str):
+        raise ValueError(f"unknown W+ row rule {rows!r}; rules are {ROW_RULES}")
+    bad = [r for r in rows if not -num_ws <= r < num_ws]
+    if bad:
+        raise ValueError(f"W+ rows {bad} are outside this generator's {num_ws} rows")
+    return sorted({r % num_ws for r in rows})
 
 
 def wi(steps: int = 5000, **overrides) -> Phase:

@@ -399,3 +399,44 @@ def test_crop_box_outside_the_image_is_reported_by_name(tmp_path):
         dataset = ImageFolderDataset([str(photo), str(good)], 8, crop=(0, 0, 32, 32))
     assert [stem for stem, _ in dataset.items] == ["big"]
     assert "does not fit" in dataset.failures[0][1]
+
+
+# ---------------------------------------------------------------- paired images, solutions, scribbles
+
+
+def test_second_image_pairs_by_stem_or_one_file(tmp_path: Path) -> None:
+    first, second = copy_photos(tmp_path / "a", 2), copy_photos(tmp_path / "b", 2)
+    by_stem = ImageFolderDataset(tmp_path / "a", R, second=str(tmp_path / "b"))
+    for i, path in enumerate(second):
+        assert torch.equal(by_stem[i]["second"], images_module.load_image(path, R))
+    one = ImageFolderDataset(tmp_path / "a", R, second=str(second[1]))
+    assert all(torch.equal(one[i]["second"], images_module.load_image(second[1], R)) for i in range(2))
+    second[0].unlink()
+    with pytest.warns(UserWarning, match="no second image"):
+        partial = ImageFolderDataset(tmp_path / "a", R, second=str(tmp_path / "b"))
+    assert [stem for stem, _ in partial.items] == [first[1].stem]
+    assert partial.failures[0][0] == str(first[0])
+
+
+def test_solutions_serve_each_image_under_numbered_stems(photo: Path) -> None:
+    dataset = ImageFolderDataset(photo, R, solutions=3)
+    assert [dataset[i]["stem"] for i in range(3)] == [f"{photo.stem}_{k}" for k in (1, 2, 3)]
+    assert torch.equal(dataset[0]["image"], dataset[2]["image"])
+
+
+def test_scribble_layer_paints_the_image_and_gives_second_and_mask(photo: Path, tmp_path: Path) -> None:
+    layer = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    layer.paste((255, 0, 0, 255), (0, 0, 32, 16))
+    layer.save(tmp_path / "strokes.png")
+    item = ImageFolderDataset(photo, R, scribble=str(tmp_path / "strokes.png"))[0]
+    strokes = torch.zeros(1, R, R)
+    strokes[:, :8, :16] = 1
+    assert torch.equal(item["mask"], strokes)
+    assert torch.equal(item["second"], images_module.load_image(photo, R))
+    assert torch.allclose(item["image"][:, :8, :16], torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1))
+    assert torch.equal(item["image"][:, 8:], item["second"][:, 8:])
+    Image.new("RGB", (64, 64)).save(tmp_path / "flat.png")
+    with pytest.raises(ImageReadError, match="flat.png.*alpha"):
+        ImageFolderDataset(photo, R, scribble=str(tmp_path / "flat.png"))
+    with pytest.raises(ValueError, match="scribble"):
+        ImageFolderDataset(photo, R, scribble=str(tmp_path / "strokes.png"), mask=MaskSpec("left"))

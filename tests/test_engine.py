@@ -177,3 +177,14 @@ def test_targets_of_another_size_are_refused(tiny_generator_file, tmp_path):
     items = make_items(torch.zeros(1, 3, 16, 16))
     with pytest.raises(ValueError, match="16×16 but the generator renders 32×32"):
         fit(module(tiny_generator_file, [Phase("WI", steps=1, mse1=1e-5)]), items, tmp_path)
+
+
+def test_pull_is_toward_the_code_the_phase_starts_from(tiny_generator_file, targets, tmp_path):
+    images, _, _ = targets
+    phases = [Phase("A", steps=6, lr=0.05, mse1=1e-5), Phase("B", steps=1, lr=0.05, mse1=1e-5, pull=1.0)]
+    m = module(tiny_generator_file, phases)
+    fit(m, make_items(images[:1]), tmp_path)
+    after_a = torch.load(RunFolder(tmp_path).latents_path("img0"), weights_only=True)["w_plus"]
+    assert not torch.allclose(m.w_start[0], m._initial_w("img0", m._stream("img0")))
+    w_at_b = m.w_start[0]
+    assert (after_a - w_at_b).abs().max() < 0.2, "w* is the code after phase A, one small step from the result"

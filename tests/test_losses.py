@@ -393,3 +393,16 @@ def test_feature_scale_puts_perceptual_and_style_terms_in_paper_units(vgg: VGG16
     scaled = EmbeddingLoss(vgg, feature_scale=10.0)(render, x, x, w_percept=1.0, w_style=1.0)[1]
     torch.testing.assert_close(scaled["percept"], plain["percept"] * 100)
     torch.testing.assert_close(scaled["style"], plain["style"] * 10_000)
+
+
+def test_percept2_compares_with_y_outside_the_perceptual_mask(vgg: VGG16Features) -> None:
+    loss = EmbeddingLoss(vgg)
+    render, x, y = _images(2, seed=1), _images(2, seed=2), _images(2, seed=3)
+    left = torch.zeros(2, 1, 32, 32)
+    left[..., :16] = 1
+    _, terms = loss(render, x, y, w_percept=1.0, w_percept2=1.0, mask_percept=left)
+    feats = {k: v for k, v in vgg(render, loss.percept_layers).items()}
+    expected = perceptual_loss(feats, vgg(y, loss.percept_layers), 1 - left, loss.percept_layers)
+    assert torch.allclose(terms["percept2"], expected, rtol=1e-4)
+    _, unmasked = loss(render, x, y, w_percept2=1.0)
+    assert torch.equal(unmasked["percept2"], torch.zeros(2)), "nothing lies outside an all-ones mask"

@@ -1,0 +1,255 @@
+"""``embed edit <op>``: edits of already embedded images, from their latents files, in seconds.
+
+    embed edit activation A.pt B.pt --layer b16.conv0 --op copy --mask right --out runs/edit
+    embed edit transfer A.pt B.pt mouth.png --out runs/edit             # attribute transfer, layer 4
+    embed edit morph A.pt B.pt --frames 8 [--mask box:0.2,0.5,0.8,0.9] --out runs/edit
+    embed edit mix CONTENT.pt STYLE.pt --rows 4 --out runs/edit
+    embed edit arithmetic BASE.pt SOURCE.pt TARGET.pt --strength 1 --out runs/edit
+
+Every subcommand also reads a recipe: ``embed edit morph --config recipes/morph.yaml``; latents
+files given after it replace the recipe's. The generator is the one recorded in the first
+latents file unless ``--generator`` names another.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import torch
+from jsonargparse import auto_cli
+
+from callbacks.writer import save_png, to_pil
+from datamodules.images import read_gray
+from datamodules.masks import MaskSpec, blur, region_mask, shape_mask
+
+from . import edits
+from .checkpoints import load_generator
+from .generators import Generator
+from .latents import generator_file, sha256
+from .run_folder import atomic_write
+
+log = logging.getLogger("embedding")
+
+
+def _generator(paths: list[str], override: str | None) -> tuple[Generator, str]:
+    """The generator the codes were fitted with (or ``override``); codes of different generators are refused."""
+    recorded = {}
+    for path in paths:
+        try:
+            meta = torch.load(path, map_location="cpu", weights_only=True).get("metadata", {}) \
+                if str(path).endswith(".pt") else {}
+        except Exception as e:  # torch raises many types for corrupt files
+            raise ValueError(f"{path}: unreadable latents file: {e}") from e
+        recorded[path] = (meta.get("generator"), meta.get("generator_sha256"))
+    hashes = {h for _, h in recorded.values() if h}
+    if len(hashes) > 1:
+        listing = ", ".join(f"{p} ({g})" for p, (g, _) in recorded.items())
+        raise ValueError(f"these codes were fitted with different generators: {listing}")
+    source = override or next((g for g, _ in recorded.values() if g), None) or "default"
+    if hashes and override is None and sha256(generator_file(source)) not in hashes:
+        raise ValueError(f"the generator {source} is not the one the codes were fitted with (SHA-256 differs); "
+                         "pass --generator with the right file")
+    generator = load_generator(source).eval()
+    return generator.to("cuda" if torch.cuda.is_available() else "cpu"), source
+
+
+def _mask(spec: str | None, resolution: int, blur_sigma: float, invert: bool) -> torch.Tensor | None:
+    """A ``[1, 1, R, R]`` mask from an image file, a half (``left``, ...), ``full`` or ``box:x0,y0,x1,y1``."""
+    if spec is None:
+        return None
+    if Path(spec).is_file():
+        mask = (read_gray(spec, resolution)[0] > 0.5).float()
+    elif spec.startswith("box:"):
+        try:
+            box = tuple(float(v) for v in spec[4:].split(","))
+        except ValueError as e:
+            raise ValueError(f"mask {spec!r}: a box is box:x0,y0,x1,y1 with fractions of the image") from e
+        mask = region_mask(MaskSpec("box", box=box).box, resolution)
+    elif spec in ("full", "left", "right", "top", "bottom"):
+        mask = shape_mask(MaskSpec(spec), resolution)
+    else:
+        raise ValueError(f"mask {spec!r}: no such file, and not full/left/right/top/bottom/box:x0,y0,x1,y1")
+    mask = 1 - mask if invert else mask
+    return blur(mask, blur_sigma)[None]
+
+
+def _write_image(path: Path, image: torch.Tensor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(path, image)
+    log.info("wrote %s", path)
+
+
+def _write_code(path: Path, code: edits.Code, source: str, what: str) -> None:
+    """A latents file for an edited code, re-renderable like any other (``render_latents``)."""
+    record = {"w_plus": code.w_plus.float().cpu(), "noise": [n.float().cpu() for n in code.noise],
+              "metadata": {"stem": path.stem, "generator": source, "generator_sha256": sha256(generator_file(source)),
+                           "edit": what}}
+    atomic_write(path, lambda f: torch.save(record, f))
+    log.info("wrote %s", path)
+
+
+def activation(
+    a: str,
+    b: str,
+    layer: str = "4",
+    op: Literal["copy", "average", "channels"] = "copy",
+    mask: str | None = None,
+    mask_blur: float = 0.0,
+    invert_mask: bool = False,
+    lam: float = 0.5,
+    channels: list[int] | None = None,
+    styles_from: Literal["a", "b"] = "a",
+    generator: str | None = None,
+    out: str = "runs/edit",
+) -> Path:
+    """Activation-tensor operation between two embedded images (Image2StyleGAN++ Sec. 5).
+
+    Args:
+        a: latents file of image A (``latents/<stem>.pt`` of a run folder).
+        b: latents file of image B.
+        layer: a layer name (``b16.conv0``) or the paper's 1-based layer number.
+        op: ``copy`` (B's activations under the mask), ``average`` (lam·A + (1 − lam)·B) or
+            ``channels`` (the listed channels from A, the rest from B).
+        mask: for ``copy``: an image file (white = copy from B), ``left``/``right``/``top``/
+            ``bottom``/``full`` or ``box:x0,y0,x1,y1`` (fractions).
+        mask_blur: Gaussian blur of the mask, in output pixels.
+        invert_mask: copy from B where the mask is black instead.
+        lam: weight of A for ``average``.
+        channels: channels taken from A for ``channels``.
+        styles_from: whose W+ rows the layers after ``layer`` use.
+        generator: the generator to render with (default: the one recorded in ``a``).
+        out: output folder.
+    """
+    G, _ = _generator([a, b], generator)
+    code_a, code_b = edits.load_code(a, G), edits.load_code(b, G)
+    name = edits.resolve_layer(G, layer)
+    image = edits.activation_edit(G, code_a, code_b, name, op, _mask(mask, G.resolution, mask_blur, invert_mask),
+                                  lam, channels or [], styles_from)
+    path = Path(out) / f"{code_a.name}+{code_b.name}.{op}.{name}.png"
+    _write_image(path, image[0])
+    return path
+
+
+def transfer(
+    a: str,
+    b: str,
+    mask: str,
+    layer: str = "4",
+    mask_blur: float = 0.0,
+    invert_mask: bool = False,
+    generator: str | None = None,
+    out: str = "runs/edit",
+) -> Path:
+    """Attribute-level feature transfer (Image2StyleGAN++ Sec. 7.6): B's layer-4 activations under the mask, A's styles.
+
+    Args:
+        a: latents file of the base image (it gives the style codes of the remaining layers).
+        b: latents file of the attribute image.
+        mask: the region to take from B: an image file (white = B), a half or ``box:x0,y0,x1,y1``.
+        layer: the layer whose activations are copied (default the 4th, as in the paper).
+        mask_blur: Gaussian blur of the mask, in output pixels.
+        invert_mask: take B where the mask is black instead.
+        generator: the generator to render with (default: the one recorded in ``a``).
+        out: output folder.
+    """
+    return activation(a, b, layer, "copy", mask, mask_blur, invert_mask, generator=generator, out=out)
+
+
+def morph(
+    a: str,
+    b: str,
+    frames: int = 8,
+    mask: str | None = None,
+    mask_blur: float = 0.0,
+    invert_mask: bool = False,
+    gif: bool = True,
+    frame_ms: int = 120,
+    generator: str | None = None,
+    out: str = "runs/edit",
+) -> Path:
+    """Morph between two embedded images (W+ and noise), optionally only inside a mask.
+
+    Args:
+        a: latents file of the first image (frame 0).
+        b: latents file of the last image.
+        frames: number of frames, both ends included.
+        mask: morph only here (image file, half or ``box:x0,y0,x1,y1``); outside, ``a`` stays.
+        mask_blur: Gaussian blur of the mask, in output pixels.
+        invert_mask: morph where the mask is black instead.
+        gif: also write an animated GIF (there and back).
+        frame_ms: GIF frame duration in milliseconds.
+        generator: the generator to render with (default: the one recorded in ``a``).
+        out: output folder; frames go to ``<a>~<b>/frame_NNN.png``, a strip to ``<a>~<b>.png``.
+    """
+    G, _ = _generator([a, b], generator)
+    code_a, code_b = edits.load_code(a, G), edits.load_code(b, G)
+    images = edits.morph(G, code_a, code_b, frames, _mask(mask, G.resolution, mask_blur, invert_mask))
+    stem = f"{code_a.name}~{code_b.name}" + (".masked" if mask else "")
+    for i, image in enumerate(images):
+        _write_image(Path(out) / stem / f"frame_{i:03d}.png", image)
+    strip = torch.cat(list(images), dim=-1)
+    _write_image(Path(out) / f"{stem}.png", strip)
+    if gif:
+        pictures = [to_pil(image) for image in images]
+        loop = pictures + pictures[-2:0:-1]
+        path = Path(out) / f"{stem}.gif"
+        atomic_write(path, lambda f: loop[0].save(f, format="GIF", save_all=True, append_images=loop[1:],
+                                                  duration=frame_ms, loop=0))
+        log.info("wrote %s", path)
+    return Path(out) / f"{stem}.png"
+
+
+def mix(content: str, style: str, rows: int = 4, generator: str | None = None, out: str = "runs/edit") -> Path:
+    """Style transfer by W+ row mixing (Image2StyleGAN): the first rows from the content code, the rest from the style.
+
+    Args:
+        content: latents file of the content image.
+        style: latents file of the style image.
+        rows: how many leading W+ rows (coarse layers: pose, shape) come from ``content``.
+        generator: the generator to render with (default: the one recorded in ``content``).
+        out: output folder; the result's render and its latents file (re-renderable).
+    """
+    G, source = _generator([content, style], generator)
+    code = edits.mix_rows(edits.load_code(content, G), edits.load_code(style, G), rows)
+    path = Path(out) / f"{code.name}.png"
+    _write_image(path, edits.render_codes(G, [code])[0])
+    _write_code(path.with_suffix(".pt"), code, source, f"mix rows={rows} content={content} style={style}")
+    return path
+
+
+def arithmetic(
+    base: str, source: str, target: str, strength: float = 1.0, generator: str | None = None, out: str = "runs/edit"
+) -> Path:
+    """Expression transfer (Image2StyleGAN): ``base + strength·(target − source)``.
+
+    Args:
+        base: latents file of the person to edit.
+        source: latents file of another person with the starting expression (e.g. neutral).
+        target: latents file of that same other person with the wanted expression (e.g. smiling).
+        strength: how much of the difference to add.
+        generator: the generator to render with (default: the one recorded in ``base``).
+        out: output folder; the result's render and its latents file (re-renderable).
+    """
+    G, gen_source = _generator([base, source, target], generator)
+    codes = [edits.load_code(p, G) for p in (base, source, target)]
+    code = edits.add_difference(*codes, strength=strength)
+    path = Path(out) / f"{codes[0].name}+{codes[2].name}-{codes[1].name}.png"
+    _write_image(path, edits.render_codes(G, [code])[0])
+    _write_code(path.with_suffix(".pt"), code, gen_source,
+                f"arithmetic {base} + {strength}*({target} - {source})")
+    return path
+
+
+COMMANDS = {"activation": activation, "transfer": transfer, "morph": morph, "mix": mix, "arithmetic": arithmetic}
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run one edit subcommand; errors about inputs end with a message naming the file, exit code 1."""
+    with torch.no_grad():
+        try:
+            auto_cli(COMMANDS, args=args, as_positional=True, prog="embed edit")
+        except (ValueError, FileNotFoundError, OSError) as e:
+            log.error("%s", e)
+            raise SystemExit(1) from e
