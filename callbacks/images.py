@@ -20,7 +20,8 @@ class TensorBoardImages(Callback):
         phase_end = pl_module.schedule.ended_at(step) is not None
         if trainer.logger is None or not (phase_end or (self.every_n_steps and step % self.every_n_steps == 0)):
             return
-        grid = self.grid(batch, pl_module.current_render())
+        display_batch = getattr(pl_module, "display_batch", None)  # e.g. DGP shows the degraded target
+        grid = self.grid(display_batch(batch) if display_batch else batch, pl_module.current_render())
         name = f"fit/{pl_module.group_stems[0]}" + (f"+{len(pl_module.group_stems) - 1}" if
                                                     len(pl_module.group_stems) > 1 else "")
         trainer.logger.experiment.add_image(name, grid, global_step=step)

@@ -52,7 +52,10 @@ class EmbeddingMetrics(Callback):
         if phase is None:
             return
         failed = pl_module.failed
-        rows = [row for row in self.measure(pl_module.current_render(), batch, phase.name, pl_module.group_step)
+        # A module may say what to compare (DGP: the restored image, masked metrics inside the holes).
+        measure_inputs = getattr(pl_module, "measure_inputs", None)
+        render, batch = measure_inputs(batch) if measure_inputs else (pl_module.current_render(), batch)
+        rows = [row for row in self.measure(render, batch, phase.name, pl_module.group_step)
                 if row["image"] not in failed]
         if trainer.logger is not None:
             for row in rows:

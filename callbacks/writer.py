@@ -89,6 +89,9 @@ class ResultWriter(Callback):
             f.write(buffer.getvalue())
 
         atomic_write(folder.npz_path(stem), write_npz)
+        write_extra = getattr(pl_module, "write_extra", None)  # e.g. DGP's fine-tuned generator
+        if write_extra is not None:
+            write_extra(folder, i, stem)
         record = {
             "w_plus": w,
             "noise": [n[i : i + 1].detach().float().cpu() for n in pl_module.noise],

@@ -5,6 +5,7 @@ Layout (per input image ``<stem>``)::
     latents/<stem>.pt     dict: w_plus [num_ws, w_dim], noise [maps], metadata
     resume/<hash>.pt      the state of a group still being fitted (deleted when it finishes)
     latents/<stem>.npz    w as [1, num_ws, w_dim] (the layout NVIDIA's tools read)
+    generators/<stem>.pt  DGP runs: the fine-tuned generator, as a difference from the pretrained one
     images/<stem>.png     final render; images/<stem>.<phase>.png per finished phase
     metrics.csv           image, phase, psnr, ssim (+ masked variants)
     events.out.tfevents*  TensorBoard
@@ -40,6 +41,10 @@ class RunFolder:
         return self.root / "images"
 
     @property
+    def generators(self) -> Path:
+        return self.root / "generators"
+
+    @property
     def metrics_csv(self) -> Path:
         return self.root / "metrics.csv"
 
@@ -48,6 +53,10 @@ class RunFolder:
 
     def npz_path(self, stem: str) -> Path:
         return self.latents / f"{stem}.npz"
+
+    def generator_diff_path(self, stem: str) -> Path:
+        """DGP: the image's fine-tuned generator weights, as a difference from the pretrained ones."""
+        return self.generators / f"{stem}.pt"
 
     def image_path(self, stem: str, phase: str | None = None) -> Path:
         name = f"{stem}.png" if phase is None else f"{stem}.{phase}.png"
@@ -93,7 +102,8 @@ class RunFolder:
         checkpoints of groups in which some image is finished: finished images are skipped, so
         such a group never runs again (see ``resume_steps``).
         """
-        removed = [path for folder in (self.root, self.latents, self.images, self.root / "resume")
+        removed = [path for folder in (self.root, self.latents, self.images, self.generators,
+                                                self.root / "resume")
                    if folder.is_dir() for path in folder.glob(".*.tmp")]
         for path in sorted((self.root / "resume").glob("*.pt")):
             try:

@@ -1,0 +1,103 @@
+"""Per-image generator weights: stacked copies rendered with ``vmap``, and the weight-difference files.
+
+Every image of a group owns a full copy of the synthesis network's parameters, stacked on a
+leading image axis; ``torch.func.vmap`` over ``functional_call`` renders image ``i`` with copy
+``i`` only, so fitting several images never mixes their weights (Adam is element-wise, so the
+optimiser keeps them apart too). A finished image's generator is written as
+``generators/<stem>.pt``: only the tensors that changed, as pretrained − fine-tuned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..checkpoints import load_generator
+from ..generators import Generator
+from ..latents import generator_file, read_latents, sha256
+
+DIFF_KEY = "pretrained_minus_finetuned"
+
+
+def stacked_parameters(synthesis: nn.Module, count: int) -> tuple[list[str], nn.ParameterList]:
+    """Names and ``count`` stacked copies ``[count, ...]`` of ``synthesis``'s parameters."""
+    names, copies = [], nn.ParameterList()
+    for name, p in synthesis.named_parameters():
+        names.append(name)
+        copies.append(nn.Parameter(p.detach().unsqueeze(0).repeat(count, *[1] * p.ndim).contiguous()))
+    return names, copies
+
+
+def render_stacked(synthesis: nn.Module, names: list[str], weights: list[torch.Tensor],
+                   w_plus: torch.Tensor) -> torch.Tensor:
+    """Render ``w_plus[i]`` with weight copy ``i`` for every ``i`` (const noise): ``[B, 3, H, W]``."""
+    buffers = dict(synthesis.named_buffers())
+
+    def one(params: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+        state = {**dict(zip(names, params, strict=True)), **buffers}
+        return functional_call(synthesis, state, (w[None],), {"noise_mode": "const"})[0]
+
+    return vmap(one)(list(weights), w_plus)
+
+
+def weight_diff(synthesis: nn.Module, names: list[str], weights: list[torch.Tensor], i: int,
+                dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Pretrained − fine-tuned for copy ``i``, for the tensors that changed only (keyed ``synthesis.<name>``)."""
+    base = dict(synthesis.named_parameters())
+    out = {}
+    for name, stacked in zip(names, weights, strict=True):
+        diff = base[name].detach() - stacked[i].detach()
+        if bool(diff.ne(0).any()):
+            out[f"synthesis.{name}"] = diff.to(dtype).cpu()
+    return out
+
+
+def load_fit(latents_path: str | Path, generator: Generator | None = None) -> tuple[Generator, torch.Tensor, dict]:
+    """The fine-tuned generator, W+ ``[num_ws, w_dim]`` and metadata of one DGP result (``latents/<stem>.pt``).
+
+    The weight difference is read from ``generators/<stem>.pt`` beside ``latents/``; the pretrained
+    generator is the one named in the metadata (or ``generator``), checked against its recorded SHA-256.
+    """
+    path = Path(latents_path)
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        meta = stored["metadata"]
+    except Exception as e:  # torch raises many types for corrupt files
+        raise ValueError(f"{path}: not a latents file of a DGP run: {e}") from e
+    if generator is None:
+        source = meta["generator"]
+        digest = sha256(generator_file(source))
+        if digest != meta["generator_sha256"]:
+            raise ValueError(f"{path}: the pretrained generator {source} has changed since the fit "
+                             f"(SHA-256 {digest[:12]}…, recorded {meta['generator_sha256'][:12]}…)")
+        generator = load_generator(source)
+    w_plus = read_latents(path, generator.num_ws, generator.w_dim)["w_plus"]
+    diff_file = meta.get("generator_diff")
+    if diff_file:
+        apply_diff(generator, read_diff(path.parent.parent / diff_file))
+    return generator, w_plus, meta
+
+
+def read_diff(path: Path) -> dict[str, torch.Tensor]:
+    """The pretrained − fine-tuned tensors stored in a ``generators/<stem>.pt`` file."""
+    try:
+        diff = torch.load(path, map_location="cpu", weights_only=True)[DIFF_KEY]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"weight difference not found: {path}") from None
+    except Exception as e:  # torch raises many types for corrupt files
+        raise ValueError(f"{path}: unreadable weight difference: {e}") from e
+    return diff
+
+
+@torch.no_grad()
+def apply_diff(generator: Generator, diff: dict[str, torch.Tensor]) -> Generator:
+    """Turn the pretrained ``generator`` into the fine-tuned one in place: θ = θ_pretrained − diff."""
+    params = dict(generator.named_parameters())
+    for name, d in diff.items():
+        if name not in params or params[name].shape != d.shape:
+            raise ValueError(f"weight difference for {name} {list(d.shape)} does not fit this generator")
+        params[name].sub_(d.to(params[name]))
+    return generator
