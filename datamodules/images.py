@@ -317,12 +317,12 @@ class ImageFolderDataset(Dataset):
             raise NoUsableImageError(f"no readable image in {images!r}:\n{listing}")
 
     @staticmethod
-    def _index_files(masks_dir: str | None) -> dict[str, Path]:
+    def _index_files(folder: str | None) -> dict[str, Path]:
         """Image files of a folder by stem; for a stem with several files, ``.png`` wins, then the first by name."""
-        if masks_dir is None:
+        if folder is None:
             return {}
         index: dict[str, Path] = {}
-        files = list_image_files(Path(masks_dir))
+        files = list_image_files(Path(folder))
         for path in sorted(files, key=lambda p: (p.suffix.lower() != ".png", p.name)):
             index.setdefault(path.stem, path)
         return index

@@ -161,13 +161,13 @@ class EmbeddingModule(GroupFitting, LightningModule):
         the phase resumes in its middle.
         """
         x = batch[phase.x]
-        y = batch[phase.y] if phase.y != "render" else x
-        if phase.y == "render":
-            saved = self.resume_state
-            if saved is not None and saved["phase"] == phase.name and saved.get("y") is not None:
-                y = saved["y"].to(x.device)
-            else:
-                y = self.current_render().detach()
+        saved = self.resume_state
+        if phase.y != "render":
+            y = batch[phase.y]
+        elif saved is not None and saved["phase"] == phase.name and saved.get("y") is not None:
+            y = saved["y"].to(x.device)
+        else:
+            y = self.current_render().detach()
         mask = blur(dilate(batch["mask"], phase.mask_dilate), phase.mask_blur)
         targets = {"x": x, "y": y, "x_features": None, "y_features": None, "y_percept_features": None,
                    "masks": {name: _select_mask(mask, name)
