@@ -216,11 +216,15 @@ class DGPModule(GroupFitting, LightningModule):
         return out
 
     def _distance(self, degraded: torch.Tensor, target: torch.Tensor, target_features: list[torch.Tensor],
-                  stage: Stage) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per-image stage loss (without the latent pull) between degraded renders and a degraded target."""
+                  stage: Stage, feats: list[torch.Tensor] | None = None,
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-image stage loss (without the latent pull) between degraded renders and a degraded target.
+
+        A target of batch 1 is compared with every render; ``feats`` are the renders' features, if known.
+        """
         terms = {}
         if stage.features:
-            feats = self._features(degraded)
+            feats = self._features(degraded) if feats is None else feats
             terms["features"] = sum((f - t).abs().flatten(1).mean(1) for f, t in zip(feats, target_features,
                                                                                      strict=True))
         if stage.mse:
@@ -289,14 +293,8 @@ class DGPModule(GroupFitting, LightningModule):
                   stage: Stage) -> torch.Tensor:
         """Stage loss of every candidate against image ``i`` (``feats``: the candidates' features, if known)."""
         t = self._target
-        total = torch.zeros(len(degraded), device=degraded.device)
-        if stage.features:
-            feats = self._features(degraded) if feats is None else feats
-            total = total + stage.features * sum((f - tf[i : i + 1]).abs().flatten(1).mean(1)
-                                                 for f, tf in zip(feats, t["features"], strict=True))
-        if stage.mse:
-            total = total + stage.mse * (degraded - t["image"][i : i + 1]).square().flatten(1).mean(1)
-        return total
+        return self._distance(degraded, t["image"][i : i + 1], [tf[i : i + 1] for tf in t["features"]], stage,
+                              feats)[0]
 
     # ---- results and failures ----------------------------------------------------------------
 
