@@ -122,6 +122,10 @@ def main() -> None:
 
         edit_main(sys.argv[2:])
         return
+    if sys.argv[1:2] == ["convert"]:
+        from .checkpoints.convert import main as convert_main
+
+        raise SystemExit(convert_main(sys.argv[2:]))
     # Phases install their own optimisers, and the frozen generator and VGG stay in eval mode.
     warnings.filterwarnings("ignore", message=r".*configure_optimizers.*returned `None`")
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")

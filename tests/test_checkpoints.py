@@ -18,11 +18,11 @@ from embedding.checkpoints import (
     CheckpointError,
     load_discriminator,
     load_generator,
+    rosinality,
     save_discriminator,
     save_generator,
 )
 from embedding.generators import Discriminator, Generator
-from embedding.generators.ops import setup_filter
 from tests.nvidia_pickle import executed_marker, module_src, write_nvidia_pickle
 
 CELEBA = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba_6k" / "img"
@@ -184,56 +184,11 @@ def test_module_src_is_never_executed(tiny_generator, tiny_discriminator, tmp_pa
 
 
 def _to_rosinality_generator(g: Generator) -> dict:
-    """``g``'s state dict under rosinality/stylegan2-pytorch's ``Generator`` names."""
-    s = g.state_dict()
-    blur = setup_filter([1, 3, 3, 1]) * 4
-
-    def styled(dst: str, src: str, up: bool) -> dict:
-        out = {f"{dst}.conv.weight": s[f"{src}.weight"][None],
-               f"{dst}.conv.modulation.weight": s[f"{src}.affine.weight"],
-               f"{dst}.conv.modulation.bias": s[f"{src}.affine.bias"],
-               f"{dst}.noise.weight": s[f"{src}.noise_strength"].reshape(1),
-               f"{dst}.activate.bias": s[f"{src}.bias"]}
-        return {**out, f"{dst}.conv.blur.kernel": blur} if up else out
-
-    def to_rgb(dst: str, src: str, up: bool) -> dict:
-        out = {f"{dst}.conv.weight": s[f"{src}.weight"][None],
-               f"{dst}.conv.modulation.weight": s[f"{src}.affine.weight"],
-               f"{dst}.conv.modulation.bias": s[f"{src}.affine.bias"],
-               f"{dst}.bias": s[f"{src}.bias"].reshape(1, -1, 1, 1)}
-        return {**out, f"{dst}.upsample.kernel": blur} if up else out
-
-    out = {f"style.{i + 1}.{p}": s[f"mapping.fc{i}.{p}"]
-           for i in range(g.mapping.num_layers) for p in ("weight", "bias")}
-    out["input.input"] = s["synthesis.b4.const"][None]
-    out.update(styled("conv1", "synthesis.b4.conv1", up=False))
-    out.update(to_rgb("to_rgb1", "synthesis.b4.torgb", up=False))
-    for j, res in enumerate(g.synthesis.block_resolutions[1:]):
-        out.update(styled(f"convs.{2 * j}", f"synthesis.b{res}.conv0", up=True))
-        out.update(styled(f"convs.{2 * j + 1}", f"synthesis.b{res}.conv1", up=False))
-        out.update(to_rgb(f"to_rgbs.{j}", f"synthesis.b{res}.torgb", up=True))
-    for i, noise in enumerate(g.synthesis.const_noise()):
-        out[f"noises.noise_{i}"] = noise
-    return out
+    return rosinality.from_generator_state(g.state_dict(), g.mapping.num_layers, g.synthesis.block_resolutions)
 
 
 def _to_rosinality_discriminator(d: Discriminator) -> dict:
-    """``d``'s state dict under rosinality/stylegan2-pytorch's ``Discriminator`` names."""
-    s, top = d.state_dict(), d.img_resolution
-    blur = setup_filter([1, 3, 3, 1])
-    out = {"convs.0.0.weight": s[f"b{top}.fromrgb.weight"], "convs.0.1.bias": s[f"b{top}.fromrgb.bias"]}
-    for i, res in enumerate(d.block_resolutions, start=1):
-        out.update({f"convs.{i}.conv1.0.weight": s[f"b{res}.conv0.weight"],
-                    f"convs.{i}.conv1.1.bias": s[f"b{res}.conv0.bias"],
-                    f"convs.{i}.conv2.0.kernel": blur,
-                    f"convs.{i}.conv2.1.weight": s[f"b{res}.conv1.weight"],
-                    f"convs.{i}.conv2.2.bias": s[f"b{res}.conv1.bias"],
-                    f"convs.{i}.skip.0.kernel": blur,
-                    f"convs.{i}.skip.1.weight": s[f"b{res}.skip.weight"]})
-    out.update({"final_conv.0.weight": s["b4.conv.weight"], "final_conv.1.bias": s["b4.conv.bias"],
-                "final_linear.0.weight": s["b4.fc.weight"], "final_linear.0.bias": s["b4.fc.bias"],
-                "final_linear.1.weight": s["b4.out.weight"], "final_linear.1.bias": s["b4.out.bias"]})
-    return out
+    return rosinality.from_discriminator_state(d.state_dict(), d.img_resolution, d.block_resolutions)
 
 
 @pytest.fixture

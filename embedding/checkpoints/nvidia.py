@@ -2,9 +2,14 @@
 
 NVIDIA's loader rebuilds each network by executing the Python source stored in the pickle. This
 reader never does: a restricted unpickler resolves only an allow-list of globals (tensor and
-storage rebuilders, plain containers) and turns each pickled network into a ``PickledNetwork``
-record of its class name, constructor arguments, parameters and buffers. Anything else in the
-file is refused with an error that names it.
+storage rebuilders, plain containers, numeric numpy scalars and arrays) and turns each pickled
+network into a ``PickledNetwork`` record of its class name, constructor arguments, parameters and
+buffers. Anything else in the file is refused with an error that names it.
+
+Real snapshots hold numpy scalars (``weight_gain``, ``act_gain`` are ``numpy.float64``), pickled as
+``numpy.core.multiarray.scalar(numpy.dtype(...), bytes)`` (``numpy._core`` when written under numpy
+2). These are rebuilt here from their bytes by stand-ins that accept numeric dtypes only, so no
+numpy reconstructor ever runs on the file's say-so.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import CheckpointError
@@ -26,13 +33,87 @@ class EasyDict(dict):
     """Stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access) inside pickles."""
 
 
+class _Refused(pickle.UnpicklingError):
+    """Something in the pickle that a network snapshot never contains."""
+
+
+_NUMERIC_CODE = re.compile(r"[?bBhHiIlLqQefdgFDG]|[biufc]\d{1,2}")
+
+
+class NumpyDType:
+    """A pickled ``numpy.dtype``, restricted to plain numeric types (no object, string or structured dtypes)."""
+
+    def __init__(self, code: Any, align: bool = False, copy: bool = True) -> None:
+        if not isinstance(code, str) or not _NUMERIC_CODE.fullmatch(code):
+            raise _Refused(f"numpy dtype {code!r} is not a plain numeric type")
+        self.dtype = np.dtype(code)
+        if self.dtype.kind not in "biufc":
+            raise _Refused(f"numpy dtype {code!r} is not a plain numeric type")
+
+    def __setstate__(self, state: Any) -> None:
+        """Numpy's dtype state: ``(version, byte order, subarray, names, fields, ...)``; only the order may vary."""
+        if not isinstance(state, tuple) or len(state) < 5 or any(x is not None for x in state[2:5]):
+            raise _Refused("a structured or sub-array numpy dtype")
+        if state[1] not in ("<", ">", "|", "="):
+            raise _Refused(f"numpy byte order {state[1]!r}")
+        self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _numpy_scalar(dtype: Any, data: Any) -> int | float | complex | bool:
+    """A pickled numpy scalar (``numpy.float64`` etc.), returned as the equal Python number."""
+    if not isinstance(dtype, NumpyDType) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise _Refused("a numpy scalar that is not a plain number")
+    return np.frombuffer(data, dtype=dtype.dtype)[0].item()
+
+
+class NumpyArray:
+    """A pickled numeric ``numpy.ndarray``; ``value`` holds the array once its state is set."""
+
+    def __init__(self, subtype: Any, shape: Any, typecode: Any) -> None:
+        if subtype is not np.ndarray:
+            raise _Refused("a numpy array of a subclass")
+        self.value: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        """Numpy's array state: ``(version, shape, dtype, fortran order, raw bytes)``."""
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise _Refused("a numpy array with unexpected state")
+        _, shape, dtype, fortran, raw = state
+        if not isinstance(dtype, NumpyDType) or not isinstance(raw, bytes):
+            raise _Refused("a numpy array that is not plain numbers")
+        if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise _Refused(f"a numpy array of shape {shape!r}")
+        if int(np.prod(shape)) * dtype.dtype.itemsize != len(raw):
+            raise _Refused("a numpy array whose data does not match its shape")
+        flat = np.frombuffer(raw, dtype=dtype.dtype)
+        self.value = flat.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _numpy_frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> NumpyArray:
+    """A numeric array pickled with protocol 5 (``numpy._core.numeric._frombuffer``)."""
+    array = NumpyArray(np.ndarray, (0,), b"b")
+    array.__setstate__((1, shape, dtype, order == "F", bytes(buffer) if isinstance(buffer, bytearray) else buffer))
+    return array
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy arrays as lists and tuples kept, for constructor arguments."""
+    if isinstance(value, NumpyArray):
+        return None if value.value is None else value.value.tolist()
+    if isinstance(value, dict):
+        return type(value)((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
 class PickledNetwork:
     """One network from an NVIDIA pickle: class name, init kwargs, own tensors and child networks."""
 
     def __init__(self, meta: dict) -> None:
         state = meta.get("state") or {}
         self.class_name: str = meta.get("class_name", "?")
-        self.init_kwargs: dict = dict(state.get("_init_kwargs") or {})
+        self.init_kwargs: dict = _plain(dict(state.get("_init_kwargs") or {}))
         self.parameters: dict = dict(state.get("_parameters") or {})
         self.buffers: dict = dict(state.get("_buffers") or {})
         self.children: dict = dict(state.get("_modules") or {})
@@ -68,6 +149,14 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
     ("torch", "device"): torch.device,
     ("torch", "Size"): torch.Size,
+    ("numpy", "dtype"): NumpyDType,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.multiarray", "_reconstruct"): NumpyArray,
+    ("numpy._core.multiarray", "_reconstruct"): NumpyArray,
+    ("numpy.core.numeric", "_frombuffer"): _numpy_frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _numpy_frombuffer,
 }
 _TENSORFLOW = {"dnnlib.tflib.network", "dnnlib.tflib"}
 
@@ -97,6 +186,9 @@ def read_pickle(path: Path) -> dict:
             data = _RestrictedUnpickler(f, path).load()
     except CheckpointError:
         raise
+    except _Refused as e:
+        raise CheckpointError(path, f"refused to load: it holds {e}, which a StyleGAN network pickle never "
+                                    "contains (the file may be hostile)") from e
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, RuntimeError, IndexError,
             KeyError, AttributeError) as e:
         raise CheckpointError(path, f"not a readable network pickle (truncated or corrupt?): {e}") from e

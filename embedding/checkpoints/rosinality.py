@@ -101,3 +101,71 @@ def discriminator_state(d: dict) -> tuple[dict, dict]:
 def is_rosinality_generator(state: dict) -> bool:
     return "input.input" in state and "style.1.weight" in state
 
+
+
+_CHANNEL_TABLE = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+
+
+def builds_in_rosinality(channels: dict[int, int]) -> bool:
+    """Whether rosinality's ``model.py`` (channels 512 up to 32², then ``k * channel_multiplier``) builds these."""
+    return any(all(c == (_CHANNEL_TABLE[r] if r <= 32 else _CHANNEL_TABLE[r] * m) for r, c in channels.items())
+               for m in (1, 2, 4))
+
+
+def _blur(up: bool) -> torch.Tensor:
+    """rosinality's FIR buffer for [1, 3, 3, 1]: normalised, times 4 where it upsamples by 2."""
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    k = k[None, :] * k[:, None]
+    return k / k.sum() * (4 if up else 1)
+
+
+def from_generator_state(state: dict, num_layers: int, block_resolutions: list[int]) -> dict:
+    """A rosinality ``Generator`` state dict from the project's (NVIDIA-named) one; inverse of ``generator_state``."""
+    out = {f"style.{i + 1}.{p}": state[f"mapping.fc{i}.{p}"] for i in range(num_layers) for p in ("weight", "bias")}
+    out["input.input"] = state["synthesis.b4.const"][None]
+    out.update(_to_styled_conv(state, "synthesis.b4.conv1", "conv1", up=False))
+    out.update(_to_to_rgb(state, "synthesis.b4.torgb", "to_rgb1", up=False))
+    noise_layers = ["synthesis.b4.conv1"]
+    for j, res in enumerate(block_resolutions[1:]):
+        out.update(_to_styled_conv(state, f"synthesis.b{res}.conv0", f"convs.{2 * j}", up=True))
+        out.update(_to_styled_conv(state, f"synthesis.b{res}.conv1", f"convs.{2 * j + 1}", up=False))
+        out.update(_to_to_rgb(state, f"synthesis.b{res}.torgb", f"to_rgbs.{j}", up=True))
+        noise_layers += [f"synthesis.b{res}.conv0", f"synthesis.b{res}.conv1"]
+    for i, name in enumerate(noise_layers):
+        out[f"noises.noise_{i}"] = state[f"{name}.noise_const"][None, None]
+    return out
+
+
+def _to_styled_conv(state: dict, src: str, dst: str, up: bool) -> dict:
+    out = {f"{dst}.conv.weight": state[f"{src}.weight"][None],
+           f"{dst}.conv.modulation.weight": state[f"{src}.affine.weight"],
+           f"{dst}.conv.modulation.bias": state[f"{src}.affine.bias"],
+           f"{dst}.noise.weight": state[f"{src}.noise_strength"].reshape(1),
+           f"{dst}.activate.bias": state[f"{src}.bias"]}
+    return {**out, f"{dst}.conv.blur.kernel": _blur(up=True)} if up else out
+
+
+def _to_to_rgb(state: dict, src: str, dst: str, up: bool) -> dict:
+    out = {f"{dst}.conv.weight": state[f"{src}.weight"][None],
+           f"{dst}.conv.modulation.weight": state[f"{src}.affine.weight"],
+           f"{dst}.conv.modulation.bias": state[f"{src}.affine.bias"],
+           f"{dst}.bias": state[f"{src}.bias"].reshape(1, -1, 1, 1)}
+    return {**out, f"{dst}.upsample.kernel": _blur(up=True)} if up else out
+
+
+def from_discriminator_state(state: dict, resolution: int, block_resolutions: list[int]) -> dict:
+    """A rosinality ``Discriminator`` state dict from the project's one: the inverse of ``discriminator_state``."""
+    out = {"convs.0.0.weight": state[f"b{resolution}.fromrgb.weight"],
+           "convs.0.1.bias": state[f"b{resolution}.fromrgb.bias"]}
+    for i, res in enumerate(block_resolutions, start=1):
+        out.update({f"convs.{i}.conv1.0.weight": state[f"b{res}.conv0.weight"],
+                    f"convs.{i}.conv1.1.bias": state[f"b{res}.conv0.bias"],
+                    f"convs.{i}.conv2.0.kernel": _blur(up=False),
+                    f"convs.{i}.conv2.1.weight": state[f"b{res}.conv1.weight"],
+                    f"convs.{i}.conv2.2.bias": state[f"b{res}.conv1.bias"],
+                    f"convs.{i}.skip.0.kernel": _blur(up=False),
+                    f"convs.{i}.skip.1.weight": state[f"b{res}.skip.weight"]})
+    out.update({"final_conv.0.weight": state["b4.conv.weight"], "final_conv.1.bias": state["b4.conv.bias"],
+                "final_linear.0.weight": state["b4.fc.weight"], "final_linear.0.bias": state["b4.fc.bias"],
+                "final_linear.1.weight": state["b4.out.weight"], "final_linear.1.bias": state["b4.out.bias"]})
+    return out
