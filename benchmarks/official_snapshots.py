@@ -57,45 +57,59 @@ def randomise(module: torch.nn.Module, seed: int) -> None:
 
 
 def build(official: types.SimpleNamespace, resolution: int, channel_base: int, channel_max: int,
-          z_dim: int, mapping_layers: int, num_fp16_res: int, conv_clamp: float | None, seed: int) -> dict:
-    """NVIDIA's G, G_ema, D and augment pipe for one configuration, with random weights.
+          z_dim: int, mapping_layers: int, num_fp16_res: int, conv_clamp: float | None, seed: int,
+          layout: str = "train") -> dict:
+    """NVIDIA's G, G_ema, D (and augment pipe) for one configuration, with random weights.
 
-    The constructor arguments are nested ``dnnlib.EasyDict``s laid out as NVIDIA's ``train.py`` lays
-    them out, since the pickle stores them as they were passed.
+    The constructor arguments are nested ``dnnlib.EasyDict``s laid out as NVIDIA's code passes
+    them, since the pickle stores them as they were passed: ``train.py``'s for ``layout="train"``;
+    ``legacy.py``'s, which wrote the released TensorFlow-converted files (config-f), for
+    ``layout="legacy"``.
     """
     EasyDict = official.dnnlib.EasyDict
     common = dict(c_dim=0, img_resolution=resolution, img_channels=3)
-    g_kwargs = EasyDict(z_dim=z_dim, w_dim=z_dim, mapping_kwargs=EasyDict(num_layers=mapping_layers))
-    d_kwargs = EasyDict(block_kwargs=EasyDict(), mapping_kwargs=EasyDict(),
-                        epilogue_kwargs=EasyDict(mbstd_group_size=2))
     synthesis = dict(channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
                      conv_clamp=conv_clamp)
-    if official.stylegan3:  # stylegan3's StyleGAN2 generator takes synthesis options at the top level
-        g_kwargs.update(synthesis, fused_modconv_default="inference_only")
-        d_kwargs.block_kwargs.freeze_layers = 0
+    if layout == "legacy":
+        lrelu = dict(activation="lrelu")
+        g_kwargs = EasyDict(z_dim=z_dim, w_dim=z_dim, mapping_kwargs=EasyDict(
+            num_layers=mapping_layers, embed_features=None, layer_features=None, lr_multiplier=0.01,
+            w_avg_beta=0.995, **lrelu), synthesis_kwargs=EasyDict(
+            **synthesis, architecture="skip", resample_filter=[1, 3, 3, 1], use_noise=True, **lrelu))
+        d_kwargs = EasyDict(**synthesis, architecture="resnet", cmap_dim=None,
+                            block_kwargs=EasyDict(resample_filter=[1, 3, 3, 1], freeze_layers=0, **lrelu),
+                            mapping_kwargs=EasyDict(num_layers=0, embed_features=None, layer_features=None,
+                                                    lr_multiplier=0.1, **lrelu),
+                            epilogue_kwargs=EasyDict(mbstd_group_size=None, mbstd_num_channels=1, **lrelu))
     else:
-        g_kwargs.synthesis_kwargs = EasyDict(synthesis)
-    d_kwargs.update(synthesis)
+        g_kwargs = EasyDict(z_dim=z_dim, w_dim=z_dim, mapping_kwargs=EasyDict(num_layers=mapping_layers))
+        d_kwargs = EasyDict(**synthesis, block_kwargs=EasyDict(), mapping_kwargs=EasyDict(),
+                            epilogue_kwargs=EasyDict(mbstd_group_size=2))
+        if official.stylegan3:  # stylegan3's StyleGAN2 generator takes synthesis options at the top level
+            g_kwargs.update(synthesis, fused_modconv_default="inference_only")
+            d_kwargs.block_kwargs.freeze_layers = 0
+        else:
+            g_kwargs.synthesis_kwargs = EasyDict(synthesis)
     G = official.networks.Generator(**g_kwargs, **common)
     randomise(G, seed)
     G_ema = copy.deepcopy(G)
     randomise(G_ema, seed + 1)
     D = official.networks.Discriminator(**d_kwargs, **common)
     randomise(D, seed + 2)
+    if layout == "legacy":
+        return dict(G=G, D=D, G_ema=G_ema, training_set_kwargs=None, augment_pipe=None)
     augment_pipe = official.augment.AugmentPipe(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1,
                                                 brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)
     augment_pipe.p.copy_(torch.as_tensor(0.25))
-    return dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe)
+    training_set_kwargs = dict(class_name="training.dataset.ImageFolderDataset", path="faces.zip", use_labels=False,
+                               max_size=70000, xflip=True, resolution=256, random_seed=0)
+    return dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, training_set_kwargs=training_set_kwargs)
 
 
 def snapshot_data(nets: dict) -> dict:
-    """The dict NVIDIA's training loop pickles: networks copied to CPU in eval mode, plus the data set kwargs."""
-    data = dict(training_set_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path="faces.zip",
-                                         use_labels=False, max_size=70000, xflip=True, resolution=256,
-                                         random_seed=0))
-    for name, module in nets.items():
-        data[name] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
-    return data
+    """The dict NVIDIA pickles: networks copied to CPU in eval mode, everything else as it is."""
+    return {name: copy.deepcopy(value).eval().requires_grad_(False).cpu() if isinstance(value, torch.nn.Module)
+            else value for name, value in nets.items()}
 
 
 def strip_sources(blob: bytes) -> bytes:
@@ -187,16 +201,18 @@ def main() -> None:
     parser.add_argument("--z-dim", type=int, default=32)
     parser.add_argument("--mapping-layers", type=int, default=2)
     parser.add_argument("--num-fp16-res", type=int, default=2)
-    parser.add_argument("--conv-clamp", type=float, default=256)
+    parser.add_argument("--conv-clamp", type=float, default=256, help="0 for none")
     parser.add_argument("--protocol", type=int, default=pickle.DEFAULT_PROTOCOL)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=("train", "legacy"), default="train",
+                        help="constructor arguments as train.py passes them, or as legacy.py's TF conversion does")
     parser.add_argument("--strip-sources", action="store_true", help="replace NVIDIA's stored source by a stub")
     args = parser.parse_args()
     official = import_official(args.official.resolve())
     pkl = write(official, args.out, args.name, args.protocol, args.strip_sources, resolution=args.resolution,
                 channel_base=args.channel_base, channel_max=args.channel_max, z_dim=args.z_dim,
-                mapping_layers=args.mapping_layers, num_fp16_res=args.num_fp16_res, conv_clamp=args.conv_clamp,
-                seed=args.seed)
+                mapping_layers=args.mapping_layers, num_fp16_res=args.num_fp16_res, conv_clamp=args.conv_clamp or None,
+                seed=args.seed, layout=args.layout)
     print(f"wrote {pkl} ({pkl.stat().st_size / 1024:.0f} KiB) and {pkl.with_suffix('.outputs.pt').name}")
 
 

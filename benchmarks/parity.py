@@ -60,19 +60,24 @@ def main() -> None:
     parser.add_argument("--official", type=Path, required=True, help="path of a stylegan2-ada-pytorch checkout")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--protocol", type=int, default=pickle.DEFAULT_PROTOCOL)
+    parser.add_argument("--layout", choices=("train", "legacy"), default="train",
+                        help="a training snapshot (fp16 blocks, clamp 256) or a TF-converted file (legacy.py)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-timing", action="store_true")
     args = parser.parse_args()
     official = import_official(args.official.resolve())
     torch.manual_seed(0)
-    print(f"snapshots written by NVIDIA's code (pickle protocol {args.protocol}, numpy {numpy.__version__}); "
-          "conv_clamp 256, num_fp16_res 4, outputs in float32")
+    legacy = args.layout == "legacy"
+    print(f"{args.layout} snapshots written by NVIDIA's code (pickle protocol {args.protocol}, numpy "
+          f"{numpy.__version__}); {'no clamp, fp32' if legacy else 'conv_clamp 256, num_fp16_res 4'}; "
+          "outputs in float32")
     header = None
     for res in args.resolutions:
         channel_base = 16384 if res >= 256 else 32768
         nets = build(official, resolution=res, channel_base=channel_base, channel_max=512, z_dim=512,
-                     mapping_layers=8, num_fp16_res=4, conv_clamp=256, seed=res)
+                     mapping_layers=8, num_fp16_res=0 if legacy else 4, conv_clamp=None if legacy else 256, seed=res,
+                     layout=args.layout)
         data = snapshot_data(nets)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "network-snapshot.pkl"
@@ -84,7 +89,7 @@ def main() -> None:
         row = deltas(ref, g, d)
         if header is None:
             header = list(row)
-            print(f"{'res':>5} " + " ".join(f"{h:>15}" for h in header) + "   max|Δ|")
+            print(f"{'res':>5} " + " ".join(f"{h:>15}" for h in header))
         print(f"{res:>5} " + " ".join(f"{row[h]:15.2e}" for h in header))
         if not args.no_timing:
             ws = ref["ws"]

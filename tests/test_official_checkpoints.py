@@ -34,9 +34,10 @@ def _delta(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_fixtures_cover_what_real_snapshots_hold():
-    """Both numpy module names, protocol 3 and 4, and a stylegan3-repo snapshot are present."""
+    """Both numpy module names, protocol 3 and 4, TF-converted and stylegan3-repo layouts are present."""
     names = {p.stem for p in NVIDIA}
-    assert {"ada_numpy1_protocol3", "ada_numpy2_protocol4", "stylegan3_numpy2_protocol4"} <= names
+    assert {"ada_numpy1_protocol3", "ada_numpy2_protocol4", "stylegan3_numpy2_protocol4",
+            "legacy_numpy1_protocol3"} <= names
     blob = (FIXTURES / "nvidia" / "ada_numpy1_protocol3.pkl").read_bytes()
     assert blob[:2] == b"\x80\x03" and b"numpy.core.multiarray\nscalar" in blob
     assert b"numpy._core.multiarray" in (FIXTURES / "nvidia" / "ada_numpy2_protocol4.pkl").read_bytes()
