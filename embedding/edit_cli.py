@@ -129,7 +129,7 @@ def activation(
         out: output folder.
     """
     (record_a, G), (record_b, G_b) = _inputs([a, b], generator)
-    code_a, code_b = edits.load_code(record_a, G), edits.load_code(record_b, G_b)
+    code_a, code_b = edits.code_from(record_a, G), edits.code_from(record_b, G_b)
     name = edits.resolve_layer(G, layer)
     image = edits.activation_edit(G, code_a, code_b, name, op, _mask(mask, G.resolution, mask_blur, invert_mask),
                                   lam, channels or [], styles_from, G_b)
@@ -190,7 +190,7 @@ def morph(
         out: output folder; frames go to ``<a>~<b>/frame_NNN.png``, a strip to ``<a>~<b>.png``.
     """
     (record_a, G), (record_b, G_b) = _inputs([a, b], generator)
-    code_a, code_b = edits.load_code(record_a, G), edits.load_code(record_b, G_b)
+    code_a, code_b = edits.code_from(record_a, G), edits.code_from(record_b, G_b)
     images = edits.morph(G, code_a, code_b, frames, _mask(mask, G.resolution, mask_blur, invert_mask), G_b)
     stem = f"{code_a.name}~{code_b.name}" + (".masked" if mask else "")
     for i, image in enumerate(images):
@@ -221,7 +221,7 @@ def mix(content: str, style: str, rows: int = 4, generator: str | None = None, o
     if G_s is not G:
         raise ValueError(f"{content} and {style} render with different fine-tuned generators (DGP fits); "
                          "row mixing needs two codes of one generator")
-    code = edits.mix_rows(edits.load_code(record_c, G), edits.load_code(record_s, G), rows)
+    code = edits.mix_rows(edits.code_from(record_c, G), edits.code_from(record_s, G), rows)
     path = Path(out) / f"{code.name}.png"
     _write_image(path, edits.render_codes(G, [code])[0])
     _write_code(path.with_suffix(".pt"), code, record_c, generator, f"mix rows={rows} content={content} style={style}")
@@ -243,7 +243,7 @@ def arithmetic(
     """
     inputs = _inputs([base, source, target], generator)
     record, G = inputs[0]
-    codes = [edits.load_code(r, G) for r, _ in inputs]
+    codes = [edits.code_from(r, G) for r, _ in inputs]
     code = edits.add_difference(*codes, strength=strength)
     path = Path(out) / f"{codes[0].name}+{codes[2].name}-{codes[1].name}.png"
     _write_image(path, edits.render_codes(G, [code])[0])

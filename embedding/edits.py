@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -43,10 +42,9 @@ class Code:
         return Code(self.w_plus.to(device), [n.to(device) for n in self.noise], self.name)
 
 
-def load_code(path: str | Path | Latents, generator: Generator) -> Code:
+def code_from(record: Latents, generator: Generator) -> Code:
     """A latents record's code, checked against ``generator`` (``.npz`` files get its constant noise)."""
-    record = (path if isinstance(path, Latents) else Latents.load(path)).check(generator)
-    noise = record.noise
+    noise = record.check(generator).noise
     if noise is None:
         noise = [n.detach().cpu() for n in generator.synthesis.const_noise()]
     return Code(record.w_plus, noise, record.name)

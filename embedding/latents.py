@@ -111,6 +111,8 @@ class Latents:
             raise ValueError(f"{path}: not a latents file: expected w_plus of shape [num_ws, w_dim], got {got}")
         noise = stored.get("noise")
         if noise is not None:
+            if not isinstance(noise, list | tuple) or not all(isinstance(n, Tensor) and n.ndim >= 2 for n in noise):
+                raise ValueError(f"{path}: not a latents file: noise must be a list of maps")
             noise = [n.reshape(1, 1, *n.shape[-2:]).float() for n in noise]
         metadata = dict(stored.get("metadata") or {})
         diff = metadata.pop(DIFF_FIELD, None)

@@ -94,6 +94,9 @@ def test_bad_records_are_named(tmp_path, tiny_generator, make_generator):
     torch.save({"codes": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt: not a latents file"):
         Latents.load(tmp_path / "other.pt")
+    torch.save({"w_plus": torch.zeros(2, 4), "noise": [1, 2]}, tmp_path / "noise.pt")
+    with pytest.raises(ValueError, match="noise.pt: not a latents file"):
+        Latents.load(tmp_path / "noise.pt")
     torch.save({"w_plus": torch.zeros(tiny_generator.num_ws, tiny_generator.w_dim)}, tmp_path / "w.pt")
     bigger = make_generator(img_resolution=64)
     with pytest.raises(ValueError, match=r"w\.pt: expected w_plus of shape"):
@@ -169,7 +172,7 @@ def test_dgp_morph_ends_on_both_fits_and_matches_embed_edit_morph(dgp_run):
     assert_reproduces(frames[-1], dgp_run / "images" / "b.png")
     record_a, record_b = Latents.load(a), Latents.load(b)
     gen_a, gen_b = record_a.generator(), record_b.generator()
-    middle = edits.morph(gen_a, edits.load_code(record_a, gen_a), edits.load_code(record_b, gen_b), 3,
+    middle = edits.morph(gen_a, edits.code_from(record_a, gen_a), edits.code_from(record_b, gen_b), 3,
                          generator_b=gen_b)[1]
     torch.testing.assert_close(frames[1], middle)
     torch.testing.assert_close(jitter(a, count=1, sigma=0.0)[0], frames[0])

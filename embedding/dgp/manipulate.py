@@ -75,5 +75,5 @@ def morph(latents_a: str | Path, latents_b: str | Path, steps: int = 8) -> torch
     if record_a.metadata.get("generator_sha256") != record_b.metadata.get("generator_sha256"):
         raise ValueError(f"{latents_a} and {latents_b} were fitted from different pretrained generators")
     gen_a, gen_b = record_a.generator(), record_b.generator()
-    code_a, code_b = edits.load_code(record_a, gen_a), edits.load_code(record_b, gen_b)
+    code_a, code_b = edits.code_from(record_a, gen_a), edits.code_from(record_b, gen_b)
     return edits.morph(gen_a, code_a, code_b, steps, generator_b=gen_b)
