@@ -80,11 +80,6 @@ class Latents:
         return self.metadata.get("generator") or DEFAULT_NAME
 
     @property
-    def weights_key(self) -> tuple[str | None, Path | None]:
-        """Equal for records that render with the same generator weights (pretrained hash, fine-tuned difference)."""
-        return self.metadata.get("generator_sha256"), self.weight_diff
-
-    @property
     def is_dgp(self) -> bool:
         """Whether this is the result of a Deep Generative Prior fit (``embed-dgp fit``)."""
         return self.metadata.get("method") == "dgp"
