@@ -2,20 +2,20 @@
 
 Per image ``<stem>``: ``images/<stem>.<phase>.png`` at the end of each phase, then
 ``images/<stem>.png``, ``latents/<stem>.npz`` (NVIDIA's ``w`` layout) and, last,
-``latents/<stem>.pt`` (W+, noise maps, metadata to re-render). The ``.pt`` file marks the image
-as finished: a rerun of the same recipe on the same folder skips it.
+``latents/<stem>.pt`` (the :class:`~embedding.latents.Latents` record: W+, noise maps, metadata
+to re-render and, for DGP, the weight difference written just before it). The ``.pt`` file
+marks the image as finished: a rerun of the same recipe on the same folder skips it.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 
-import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
 from PIL import Image
 
+from embedding.latents import Latents
 from embedding.run_folder import RunFolder, atomic_write
 
 log = logging.getLogger(__name__)
@@ -79,23 +79,14 @@ class ResultWriter(Callback):
 
     @staticmethod
     def write_image(folder: RunFolder, pl_module: LightningModule, i: int, stem: str, render: torch.Tensor) -> None:
-        """Final render, NVIDIA-layout ``.npz`` and, last, the ``.pt`` that marks ``stem`` finished."""
-        w = pl_module.w_plus[i].detach().float().cpu()
+        """Final render, NVIDIA-layout ``.npz``, extras and, last, the ``.pt`` that marks ``stem`` finished."""
         save_png(folder.image_path(stem), render)
-
-        def write_npz(f) -> None:
-            buffer = io.BytesIO()
-            np.savez(buffer, w=w.unsqueeze(0).numpy())
-            f.write(buffer.getvalue())
-
-        atomic_write(folder.npz_path(stem), write_npz)
-        write_extra = getattr(pl_module, "write_extra", None)  # e.g. DGP's fine-tuned generator
+        record = Latents(pl_module.w_plus[i].detach().float().cpu(),
+                         [n[i : i + 1].detach().float().cpu() for n in pl_module.noise],
+                         pl_module.latents_metadata(stem))
+        record.save_npz(folder.npz_path(stem))
+        write_extra = getattr(pl_module, "write_extra", None)  # DGP: the fine-tuned generator's weight difference
         if write_extra is not None:
-            write_extra(folder, i, stem)
-        record = {
-            "w_plus": w,
-            "noise": [n[i : i + 1].detach().float().cpu() for n in pl_module.noise],
-            "metadata": pl_module.latents_metadata(stem),
-        }
-        atomic_write(folder.latents_path(stem), lambda f: torch.save(record, f))
+            record.weight_diff = write_extra(folder, i, stem)
+        record.save(folder.latents_path(stem))
         log.info("finished %s", stem)

@@ -8,7 +8,11 @@
 
 Every subcommand also reads a recipe: ``embed edit morph --config recipes/morph.yaml``; latents
 files given after it replace the recipe's. The generator is the one recorded in the first
-latents file unless ``--generator`` names another.
+latents file unless ``--generator`` names another. Results of DGP fits (``embed-dgp fit``) render
+with their own fine-tuned weights on top of it: ``morph`` moves the weights from A's to B's with
+the code, ``activation``/``transfer`` take each image's activations from its own generator and
+render the later layers with that of ``styles_from``, ``arithmetic`` renders with the base's,
+and ``mix`` refuses two codes of different fine-tuned generators.
 """
 
 from __future__ import annotations
@@ -25,34 +29,36 @@ from datamodules.images import read_gray
 from datamodules.masks import MaskSpec, blur, region_mask, shape_mask
 
 from . import edits
-from .checkpoints import load_generator
+from .checkpoints import DEFAULT_NAME, load_generator
 from .generators import Generator
-from .latents import generator_file, sha256
+from .latents import Latents, generator_file, sha256
 from .run_folder import atomic_write
 
 log = logging.getLogger("embedding")
 
 
-def _generator(paths: list[str], override: str | None) -> tuple[Generator, str]:
-    """The generator the codes were fitted with (or ``override``); codes of different generators are refused."""
-    recorded = {}
-    for path in paths:
-        try:
-            meta = torch.load(path, map_location="cpu", weights_only=True).get("metadata", {}) \
-                if str(path).endswith(".pt") else {}
-        except Exception as e:  # torch raises many types for corrupt files
-            raise ValueError(f"{path}: unreadable latents file: {e}") from e
-        recorded[path] = (meta.get("generator"), meta.get("generator_sha256"))
-    hashes = {h for _, h in recorded.values() if h}
+def _inputs(paths: list[str], override: str | None) -> list[tuple[Latents, Generator]]:
+    """Each latents record with the generator it renders with; codes of different pretrained generators are refused.
+
+    The pretrained generator is the one recorded in the first file that names one (its SHA-256
+    checked), or ``override``; a DGP fit's record adds its own fine-tuned weights to it. Records
+    with the same weights share one generator object.
+    """
+    records = [Latents.load(path) for path in paths]
+    hashes = {r.metadata["generator_sha256"] for r in records if r.metadata.get("generator_sha256")}
     if len(hashes) > 1:
-        listing = ", ".join(f"{p} ({g})" for p, (g, _) in recorded.items())
+        listing = ", ".join(f"{r.path} ({r.source})" for r in records)
         raise ValueError(f"these codes were fitted with different generators: {listing}")
-    source = override or next((g for g, _ in recorded.values() if g), None) or "default"
-    if hashes and override is None and sha256(generator_file(source)) not in hashes:
-        raise ValueError(f"the generator {source} is not the one the codes were fitted with (SHA-256 differs); "
-                         "pass --generator with the right file")
-    generator = load_generator(source).eval()
-    return generator.to("cuda" if torch.cuda.is_available() else "cpu"), source
+    named = [r for r in records if r.metadata.get("generator")]
+    source = override or (named[0].source if named else DEFAULT_NAME)
+    if override is None and named:
+        named[0].check_generator_file(source)
+    pretrained = load_generator(source).eval().to("cuda" if torch.cuda.is_available() else "cpu")
+    generators: dict[Path | None, Generator] = {}
+    for r in records:
+        if r.weight_diff not in generators:
+            generators[r.weight_diff] = r.generator(pretrained)
+    return [(r, generators[r.weight_diff]) for r in records]
 
 
 def _mask(spec: str | None, resolution: int, blur_sigma: float, invert: bool) -> torch.Tensor | None:
@@ -81,12 +87,12 @@ def _write_image(path: Path, image: torch.Tensor) -> None:
     log.info("wrote %s", path)
 
 
-def _write_code(path: Path, code: edits.Code, source: str, what: str) -> None:
-    """A latents file for an edited code, re-renderable like any other (``render_latents``)."""
-    record = {"w_plus": code.w_plus.float().cpu(), "noise": [n.float().cpu() for n in code.noise],
-              "metadata": {"stem": path.stem, "generator": source, "generator_sha256": sha256(generator_file(source)),
-                           "edit": what}}
-    atomic_write(path, lambda f: torch.save(record, f))
+def _write_code(path: Path, code: edits.Code, like: Latents, override: str | None, what: str) -> None:
+    """A latents record for an edited code that renders with ``like``'s generator (``render_latents``)."""
+    source = override or like.source
+    metadata = {"stem": path.stem, "generator": source, "generator_sha256": sha256(generator_file(source)),
+                "edit": what}
+    Latents(code.w_plus, code.noise, metadata, like.weight_diff).save(path)
     log.info("wrote %s", path)
 
 
@@ -119,14 +125,14 @@ def activation(
         lam: weight of A for ``average``.
         channels: channels taken from A for ``channels``.
         styles_from: whose W+ rows the layers after ``layer`` use.
-        generator: the generator to render with (default: the one recorded in ``a``).
+        generator: the pretrained generator to render with (default: the one recorded in ``a``).
         out: output folder.
     """
-    G, _ = _generator([a, b], generator)
-    code_a, code_b = edits.load_code(a, G), edits.load_code(b, G)
+    (record_a, G), (record_b, G_b) = _inputs([a, b], generator)
+    code_a, code_b = edits.code_from(record_a, G), edits.code_from(record_b, G_b)
     name = edits.resolve_layer(G, layer)
     image = edits.activation_edit(G, code_a, code_b, name, op, _mask(mask, G.resolution, mask_blur, invert_mask),
-                                  lam, channels or [], styles_from)
+                                  lam, channels or [], styles_from, G_b)
     path = Path(out) / f"{code_a.name}+{code_b.name}.{op}.{name}.png"
     _write_image(path, image[0])
     return path
@@ -151,7 +157,7 @@ def transfer(
         layer: the layer whose activations are copied (default the 4th, as in the paper).
         mask_blur: Gaussian blur of the mask, in output pixels.
         invert_mask: take B where the mask is black instead.
-        generator: the generator to render with (default: the one recorded in ``a``).
+        generator: the pretrained generator to render with (default: the one recorded in ``a``).
         out: output folder.
     """
     return activation(a, b, layer, "copy", mask, mask_blur, invert_mask, generator=generator, out=out)
@@ -180,12 +186,12 @@ def morph(
         invert_mask: morph where the mask is black instead.
         gif: also write an animated GIF (there and back).
         frame_ms: GIF frame duration in milliseconds.
-        generator: the generator to render with (default: the one recorded in ``a``).
+        generator: the pretrained generator to render with (default: the one recorded in ``a``).
         out: output folder; frames go to ``<a>~<b>/frame_NNN.png``, a strip to ``<a>~<b>.png``.
     """
-    G, _ = _generator([a, b], generator)
-    code_a, code_b = edits.load_code(a, G), edits.load_code(b, G)
-    images = edits.morph(G, code_a, code_b, frames, _mask(mask, G.resolution, mask_blur, invert_mask))
+    (record_a, G), (record_b, G_b) = _inputs([a, b], generator)
+    code_a, code_b = edits.code_from(record_a, G), edits.code_from(record_b, G_b)
+    images = edits.morph(G, code_a, code_b, frames, _mask(mask, G.resolution, mask_blur, invert_mask), G_b)
     stem = f"{code_a.name}~{code_b.name}" + (".masked" if mask else "")
     for i, image in enumerate(images):
         _write_image(Path(out) / stem / f"frame_{i:03d}.png", image)
@@ -208,14 +214,17 @@ def mix(content: str, style: str, rows: int = 4, generator: str | None = None, o
         content: latents file of the content image.
         style: latents file of the style image.
         rows: how many leading W+ rows (coarse layers: pose, shape) come from ``content``.
-        generator: the generator to render with (default: the one recorded in ``content``).
+        generator: the pretrained generator to render with (default: the one recorded in ``content``).
         out: output folder; the result's render and its latents file (re-renderable).
     """
-    G, source = _generator([content, style], generator)
-    code = edits.mix_rows(edits.load_code(content, G), edits.load_code(style, G), rows)
+    (record_c, G), (record_s, G_s) = _inputs([content, style], generator)
+    if G_s is not G:
+        raise ValueError(f"{content} and {style} render with different fine-tuned generators (DGP fits); "
+                         "row mixing needs two codes of one generator")
+    code = edits.mix_rows(edits.code_from(record_c, G), edits.code_from(record_s, G), rows)
     path = Path(out) / f"{code.name}.png"
     _write_image(path, edits.render_codes(G, [code])[0])
-    _write_code(path.with_suffix(".pt"), code, source, f"mix rows={rows} content={content} style={style}")
+    _write_code(path.with_suffix(".pt"), code, record_c, generator, f"mix rows={rows} content={content} style={style}")
     return path
 
 
@@ -229,15 +238,16 @@ def arithmetic(
         source: latents file of another person with the starting expression (e.g. neutral).
         target: latents file of that same other person with the wanted expression (e.g. smiling).
         strength: how much of the difference to add.
-        generator: the generator to render with (default: the one recorded in ``base``).
+        generator: the pretrained generator to render with (default: the one recorded in ``base``).
         out: output folder; the result's render and its latents file (re-renderable).
     """
-    G, gen_source = _generator([base, source, target], generator)
-    codes = [edits.load_code(p, G) for p in (base, source, target)]
+    inputs = _inputs([base, source, target], generator)
+    record, G = inputs[0]
+    codes = [edits.code_from(r, G) for r, _ in inputs]
     code = edits.add_difference(*codes, strength=strength)
     path = Path(out) / f"{codes[0].name}+{codes[2].name}-{codes[1].name}.png"
     _write_image(path, edits.render_codes(G, [code])[0])
-    _write_code(path.with_suffix(".pt"), code, gen_source,
+    _write_code(path.with_suffix(".pt"), code, record, generator,
                 f"arithmetic {base} + {strength}*({target} - {source})")
     return path
 

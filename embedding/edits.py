@@ -5,13 +5,19 @@ tensors at one layer, combine them (spatial copy under a mask, averaging, channe
 render on from there; attribute-level feature transfer (Sec. 7.6) is the spatial copy at the
 fourth layer. Code arithmetic (Image2StyleGAN): morphing, masked morphing, style mixing by W+
 rows, expression transfer. Every function takes :class:`Code`s and returns images in [-1, 1].
+
+Codes of Deep Generative Prior fits each come with their own fine-tuned generator. The two-code
+edits then render each code's part with its own generator: an activation edit takes A's and B's
+activations from their own generators and renders the later layers with the generator of the
+code whose styles they use; a morph moves the weights from A's to B's along with the code, as
+``embed-dgp morph`` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -19,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .generators import Generator
-from .latents import read_latents
+from .latents import Latents
 
 ActivationOp = Literal["copy", "average", "channels"]
 
@@ -36,21 +42,12 @@ class Code:
         return Code(self.w_plus.to(device), [n.to(device) for n in self.noise], self.name)
 
 
-def load_code(path: str | Path, generator: Generator) -> Code:
-    """A latents file (``.pt`` with its noise; ``.npz`` gets the generator's constant noise)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such latents file")
-    stored = read_latents(path, generator.num_ws, generator.w_dim)
-    shapes = generator.synthesis.noise_shapes
-    noise = stored.get("noise")
+def code_from(record: Latents, generator: Generator) -> Code:
+    """A latents record's code, checked against ``generator`` (``.npz`` files get its constant noise)."""
+    noise = record.check(generator).noise
     if noise is None:
         noise = [n.detach().cpu() for n in generator.synthesis.const_noise()]
-    elif len(noise) != len(shapes) or any(tuple(n.shape[-2:]) != s[-2:] for n, s in zip(noise, shapes, strict=False)):
-        raise ValueError(f"{path}: its noise maps do not fit this generator ({len(noise)} maps, "
-                         f"{len(shapes)} expected of sizes {[s[-1] for s in shapes]})")
-    noise = [n.reshape(1, 1, *n.shape[-2:]).float() for n in noise]
-    return Code(stored["w_plus"].float(), noise, path.stem)
+    return Code(record.w_plus, noise, record.name)
 
 
 def render_codes(generator: Generator, codes: Sequence[Code]) -> Tensor:
@@ -90,23 +87,22 @@ def activation_edit(
     lam: float = 0.5,
     channels: Sequence[int] = (),
     styles_from: Literal["a", "b"] = "a",
+    generator_b: Generator | None = None,
 ) -> Tensor:
     """Iatt: render with the layer's activation replaced by a combination of A (from ``a``) and B (from ``b``).
 
     ``copy``: the pixels under ``mask`` ([1, 1, R, R], 1 = take B) from B, the rest from A;
     ``average``: ``lam·A + (1 − lam)·B``; ``channels``: the listed channels from A, the others
     from B. The layers after it take the W+ rows of ``styles_from``; their noise is that code's,
-    except for ``copy``, where each later noise map is copied under the mask too.
+    except for ``copy``, where each later noise map is copied under the mask too. ``generator_b``
+    renders B when it has weights of its own (a DGP fit; default ``generator``), and the later
+    layers run with the generator of ``styles_from``.
     """
     name = resolve_layer(generator, layer)
-    synthesis = generator.synthesis
+    generator_b = generator if generator_b is None else generator_b
     device = generator.w_avg.device
     a, b = a.to(device), b.to(device)
-    with synthesis.taps(read=[name]) as acts:   # one at a time: A is exactly what a's own render computes
-        render_codes(generator, [a])
-        act_a = acts[name]
-        render_codes(generator, [b])
-        act_b = acts[name]
+    act_a, act_b = _activation(generator, a, name), _activation(generator_b, b, name)
     base = a if styles_from == "a" else b
     noise = base.noise
     if op == "copy":
@@ -129,8 +125,16 @@ def activation_edit(
         combined = keep * act_a + (1 - keep) * act_b
     else:
         raise ValueError(f"unknown activation op {op!r}; ops are copy, average, channels")
-    with synthesis.taps(replace={name: combined}):
-        return render_codes(generator, [Code(base.w_plus, noise)])
+    rest = generator if styles_from == "a" else generator_b
+    with rest.synthesis.taps(replace={name: combined}):
+        return render_codes(rest, [Code(base.w_plus, noise)])
+
+
+def _activation(generator: Generator, code: Code, name: str) -> Tensor:
+    """The output of layer ``name`` when ``generator`` renders ``code`` alone."""
+    with generator.synthesis.taps(read=[name]) as acts:
+        render_codes(generator, [code])
+    return acts[name]
 
 
 def interpolate(a: Code, b: Code, t: float) -> Code:
@@ -144,13 +148,15 @@ def interpolate(a: Code, b: Code, t: float) -> Code:
 
 
 @torch.no_grad()
-def morph(generator: Generator, a: Code, b: Code, frames: int = 8, mask: Tensor | None = None) -> Tensor:
+def morph(generator: Generator, a: Code, b: Code, frames: int = 8, mask: Tensor | None = None,
+          generator_b: Generator | None = None) -> Tensor:
     """``frames`` renders from ``a`` to ``b`` ([N, 3, R, R]); the first is ``a``'s render and the last ``b``'s.
 
     With ``mask`` ([1, 1, R, R], 1 = morph), only the masked region moves (masked morphing):
     every layer's activation outside the mask is kept from ``a``, so the region grows out of its
     surroundings, and the frame is composited over ``a``'s render with the mask, since the RGB
-    path upsamples coarse layers across the mask's edge.
+    path upsamples coarse layers across the mask's edge. With ``generator_b`` (B's own weights,
+    a DGP fit), frame ``t`` renders with the synthesis weights ``lerp(θ_A, θ_B, t)``.
     """
     if frames < 2:
         raise ValueError(f"a morph needs at least 2 frames, got {frames}")
@@ -158,10 +164,10 @@ def morph(generator: Generator, a: Code, b: Code, frames: int = 8, mask: Tensor 
     a, b = a.to(device), b.to(device)
     steps = [i / (frames - 1) for i in range(frames)]
     if mask is None:
-        return torch.cat([render_codes(generator, [interpolate(a, b, t)]) for t in steps])
-    synthesis = generator.synthesis
-    names = synthesis.layer_names
-    with synthesis.taps(read=names) as acts:
+        return torch.cat([render_codes(g, [interpolate(a, b, t)]) for t, g in _weights_between(generator, generator_b,
+                                                                                              steps)])
+    names = generator.synthesis.layer_names
+    with generator.synthesis.taps(read=names) as acts:
         base = render_codes(generator, [a])
     kept = {name: acts[name].clone() for name in names}
     mask = mask.to(device)
@@ -171,10 +177,26 @@ def morph(generator: Generator, a: Code, b: Code, frames: int = 8, mask: Tensor 
         return lambda own: m * own + (1 - m) * kept[name]
 
     out = []
-    with synthesis.taps(replace={name: keep_outside(name) for name in names}):
-        for t in steps:
-            out.append(mask * render_codes(generator, [interpolate(a, b, t)]) + (1 - mask) * base)
+    for t, g in _weights_between(generator, generator_b, steps):
+        with g.synthesis.taps(replace={name: keep_outside(name) for name in names}):
+            out.append(mask * render_codes(g, [interpolate(a, b, t)]) + (1 - mask) * base)
     return torch.cat(out)
+
+
+def _weights_between(a: Generator, b: Generator | None, steps: Sequence[float]) -> Iterator[tuple[float, Generator]]:
+    """``(t, generator)`` per ``t``: ``a`` itself without ``b``, else a copy with synthesis weights lerp(θ_a, θ_b, t).
+
+    ``torch.lerp`` gives θ_a exactly at t = 0 and θ_b exactly at t = 1, so the end frames are the two fits.
+    """
+    if b is None or b is a:
+        yield from ((t, a) for t in steps)
+        return
+    work = copy.deepcopy(a)
+    params = list(zip(work.synthesis.parameters(), a.synthesis.parameters(), b.synthesis.parameters(), strict=True))
+    for t in steps:
+        for p, pa, pb in params:
+            p.copy_(torch.lerp(pa, pb, t))
+        yield t, work
 
 
 def mix_rows(content: Code, style: Code, rows: int) -> Code:

@@ -21,7 +21,7 @@ from torch import nn
 from datamodules.masks import blur, dilate
 
 from .group_fitting import GroupFitting
-from .latents import find_latents, read_latents
+from .latents import Latents, find_latents
 from .losses import PAPER_FEATURE_SCALE, PERCEPT_LAYERS, STYLE_LAYERS, EmbeddingLoss, latent_pull
 from .phases import Phase, Schedule, reconstruction_phases, resolve_rows, with_steps
 from .vgg import load_vgg16
@@ -245,7 +245,7 @@ class EmbeddingModule(GroupFitting, LightningModule):
         elif mode == "uniform":
             w = torch.rand(num_ws, w_dim, generator=g) * 2 - 1
         else:
-            w = self._stored(stem)["w_plus"]
+            w = self._stored(stem).w_plus
         if self.hparams.w_init_offset:
             a = self.hparams.w_init_offset
             w = w + (torch.rand(num_ws, w_dim, generator=g) * 2 - 1) * a
@@ -257,13 +257,15 @@ class EmbeddingModule(GroupFitting, LightningModule):
         if mode == "const":
             return [n.detach().cpu().clone() for n in synthesis.const_noise()]
         if mode == "latents":
-            return [n.reshape(1, 1, *n.shape[-2:]).float() for n in self._stored(stem)["noise"]]
+            record = self._stored(stem)
+            if record.noise is None:
+                raise ValueError(f"{record.path}: no noise maps to start from (an .npz file); use noise_init const")
+            return record.noise
         return [torch.randn(shape, generator=g) for shape in synthesis.noise_shapes]
 
-    def _stored(self, stem: str) -> dict:
-        """The stored code for ``stem`` (W+ ``[num_ws, w_dim]`` and, from ``.pt`` files, the noise)."""
-        path = find_latents(Path(self.hparams.latents), stem)
-        return read_latents(path, self.generator.num_ws, self.generator.w_dim)
+    def _stored(self, stem: str) -> Latents:
+        """The stored code for ``stem`` (W+ ``[num_ws, w_dim]`` and, from ``.pt`` files, the noise), checked."""
+        return Latents.load(find_latents(Path(self.hparams.latents), stem)).check(self.generator)
 
 
 def _select_mask(mask: torch.Tensor, name: str) -> torch.Tensor | None:

@@ -25,7 +25,7 @@ from embedding.degradations import (
 )
 from embedding.dgp import DGPModule, Stage, jitter, load_fit, morph
 from embedding.dgp_cli import DGPCLI, main
-from embedding.latents import read_latents
+from embedding.latents import Latents
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"
@@ -263,8 +263,8 @@ def test_colorize_and_super_resolve_recipes_run(networks, photos, tmp_path, tiny
     run_dgp(networks, photos, tmp_path / "sr", "dgp_super_resolve.yaml", "--model.latent_space", "w",
             "--checkpoint.every_n_steps", "3")  # mid-group checkpoints are written (and removed at the end)
     assert not list((tmp_path / "sr" / "resume").glob("*.pt"))
-    record = read_latents(tmp_path / "sr" / "latents" / "000002.pt", tiny_generator.num_ws, tiny_generator.w_dim)
-    assert torch.equal(record["w_plus"][0], record["w_plus"][-1])
+    record = Latents.load(tmp_path / "sr" / "latents" / "000002.pt").check(tiny_generator)
+    assert torch.equal(record.w_plus[0], record.w_plus[-1])
     diff = torch.load(tmp_path / "sr" / "generators" / "000002.pt", weights_only=True)
     assert all(t.dtype == torch.float16 for t in diff["pretrained_minus_finetuned"].values())
     run_dgp(networks, photos, tmp_path / "color", "dgp_colorize.yaml", "--model.finetune_generator", "false")

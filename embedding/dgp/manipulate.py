@@ -1,6 +1,8 @@
-"""Manipulation after a DGP fit: random jittering of the latent, and morphing between two fits.
+"""DGP results after fitting: loading a fit, random jittering of its latent, and morphing between two fits.
 
-Both work from a run folder's ``latents/<stem>.pt`` and ``generators/<stem>.pt`` and take seconds.
+All of them work from a run folder's ``latents/<stem>.pt`` (and the ``generators/<stem>.pt`` it
+points to) and take seconds. Latents files of other fits are refused: they were not fitted with
+a generator of their own, so these renders would not end on them.
 """
 
 from __future__ import annotations
@@ -8,10 +10,34 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.func import functional_call
 
+from .. import edits
 from ..generators import Generator
-from .weights import load_fit
+from ..latents import Latents
+
+
+def load_dgp_record(latents_path: str | Path) -> Latents:
+    """The latents record of a DGP result; any other latents file is refused with an error naming it.
+
+    A DGP result is a record of ``embed-dgp fit`` (with the generator fixed, its weights are the
+    pretrained ones) or one that carries a fine-tuned generator.
+    """
+    record = Latents.load(latents_path)
+    if not record.is_dgp and record.weight_diff is None:
+        raise ValueError(f"{record.path}: not the result of a DGP fit (no fine-tuned generator weights); "
+                         "embed-dgp works on latents files written by embed-dgp fit, embed edit on the others")
+    return record
+
+
+def load_fit(latents_path: str | Path, generator: Generator | None = None) -> tuple[Generator, torch.Tensor, dict]:
+    """The fine-tuned generator, W+ ``[num_ws, w_dim]`` and metadata of one DGP result (``latents/<stem>.pt``).
+
+    The pretrained generator is the one named in the metadata, checked against its recorded
+    SHA-256, or a copy of ``generator``; the record's weight difference is applied to it.
+    """
+    record = load_dgp_record(latents_path)
+    generator = record.generator(generator)
+    return generator, record.check(generator).w_plus, record.metadata
 
 
 @torch.no_grad()
@@ -41,21 +67,13 @@ def jitter(latents_path: str | Path, count: int = 8, sigma: float = 0.3, seed: i
 def morph(latents_a: str | Path, latents_b: str | Path, steps: int = 8) -> torch.Tensor:
     """``steps`` renders ``[steps, 3, H, W]`` from fit A to fit B, interpolating both the latent and the weights.
 
-    The first and last frames are the two fits exactly (weights (1 − t)·θ_A + t·θ_B at t = 0 and 1).
+    The first and last frames are the two fits exactly (weights lerp(θ_A, θ_B, t) at t = 0 and 1).
     """
     if steps < 2:
         raise ValueError(f"morph needs at least 2 steps, got {steps}")
-    gen_a, w_a, meta_a = load_fit(latents_a)
-    gen_b, w_b, meta_b = load_fit(latents_b)
-    if meta_a["generator_sha256"] != meta_b["generator_sha256"]:
+    record_a, record_b = load_dgp_record(latents_a), load_dgp_record(latents_b)
+    if record_a.metadata.get("generator_sha256") != record_b.metadata.get("generator_sha256"):
         raise ValueError(f"{latents_a} and {latents_b} were fitted from different pretrained generators")
-    synthesis = gen_a.synthesis
-    theta_a, theta_b = dict(synthesis.named_parameters()), dict(gen_b.synthesis.named_parameters())
-    buffers = dict(synthesis.named_buffers())
-    frames = []
-    for i in range(steps):
-        t = i / (steps - 1)
-        state = {name: (1 - t) * theta_a[name] + t * theta_b[name] for name in theta_a}
-        w = (1 - t) * w_a + t * w_b
-        frames.append(functional_call(synthesis, {**state, **buffers}, (w[None],), {"noise_mode": "const"}))
-    return torch.cat(frames)
+    gen_a, gen_b = record_a.generator(), record_b.generator()
+    code_a, code_b = edits.code_from(record_a, gen_a), edits.code_from(record_b, gen_b)
+    return edits.morph(gen_a, code_a, code_b, steps, generator_b=gen_b)

@@ -23,7 +23,7 @@ from torch import nn
 from ..checkpoints import load_discriminator
 from ..degradations import Downsample, Grayscale, Mask, colorize, parse_degradations, same_size
 from ..group_fitting import GroupFitting
-from ..latents import find_latents, read_latents
+from ..latents import Latents, find_latents
 from ..phases import Schedule, with_steps
 from ..run_folder import RunFolder, atomic_write
 from .stages import Stage, progressive_stages
@@ -264,8 +264,7 @@ class DGPModule(GroupFitting, LightningModule):
 
     def _stored(self, stem: str) -> torch.Tensor:
         """The W+ code stored for ``stem`` in ``latents`` (errors name the file)."""
-        path = find_latents(Path(self.hparams.latents), stem)
-        return read_latents(path, self.generator.num_ws, self.generator.w_dim)["w_plus"]
+        return Latents.load(find_latents(Path(self.hparams.latents), stem)).check(self.generator).w_plus
 
     @torch.no_grad()
     def _search(self) -> torch.Tensor:
@@ -317,20 +316,23 @@ class DGPModule(GroupFitting, LightningModule):
             mask = F.interpolate(mask, size=(res, res), mode="nearest")
         return {**batch, "image": same_size(self._target["image"], res), "mask": mask}
 
-    def write_extra(self, folder: RunFolder, i: int, stem: str) -> None:
-        """Write image ``i``'s fine-tuned generator as ``generators/<stem>.pt`` (before its latents file)."""
+    def write_extra(self, folder: RunFolder, i: int, stem: str) -> Path | None:
+        """Write image ``i``'s fine-tuned generator as ``generators/<stem>.pt`` (before its latents file).
+
+        Returns that file, which the latents record points to (None with the generator fixed).
+        """
         if not self.hparams.finetune_generator:
-            return
+            return None
         dtype = getattr(torch, self.hparams.diff_dtype)
         record = {DIFF_KEY: weight_diff(self.generator.synthesis, self.weight_names, list(self.weights), i, dtype),
                   "generator": self.generator_source, "generator_sha256": self.generator_sha256}
-        atomic_write(folder.generator_diff_path(stem), lambda f: torch.save(record, f))
+        path = folder.generator_diff_path(stem)
+        atomic_write(path, lambda f: torch.save(record, f))
+        return path
 
     def latents_metadata(self, stem: str) -> dict:
-        """What a latents file records to re-render and rerun: generators, hashes, the recipe, the diff file."""
+        """What a latents file records to re-render and rerun: generator, its hash, the recipe, the method."""
         recipe = json.dumps(dict(self.hparams), default=lambda o: dataclasses.asdict(o), sort_keys=True)
-        diff = f"generators/{stem}.pt" if self.hparams.finetune_generator else None
         return {"stem": stem, "generator": self.generator_source, "generator_sha256": self.generator_sha256,
                 "resolution": self.generator.resolution, "recipe": recipe, "method": "dgp",
-                "latent_space": self.hparams.latent_space, "generator_diff": diff,
-                "degradations": json.dumps(self.hparams.degradations)}
+                "latent_space": self.hparams.latent_space, "degradations": json.dumps(self.hparams.degradations)}

@@ -15,9 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ..checkpoints import load_generator
 from ..generators import Generator
-from ..latents import generator_file, read_latents, sha256
 
 DIFF_KEY = "pretrained_minus_finetuned"
 
@@ -55,32 +53,6 @@ def weight_diff(synthesis: nn.Module, names: list[str], weights: list[torch.Tens
     return out
 
 
-def load_fit(latents_path: str | Path, generator: Generator | None = None) -> tuple[Generator, torch.Tensor, dict]:
-    """The fine-tuned generator, W+ ``[num_ws, w_dim]`` and metadata of one DGP result (``latents/<stem>.pt``).
-
-    The weight difference is read from ``generators/<stem>.pt`` beside ``latents/``; the pretrained
-    generator is the one named in the metadata (or ``generator``), checked against its recorded SHA-256.
-    """
-    path = Path(latents_path)
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        meta = stored["metadata"]
-    except Exception as e:  # torch raises many types for corrupt files
-        raise ValueError(f"{path}: not a latents file of a DGP run: {e}") from e
-    if generator is None:
-        source = meta["generator"]
-        digest = sha256(generator_file(source))
-        if digest != meta["generator_sha256"]:
-            raise ValueError(f"{path}: the pretrained generator {source} has changed since the fit "
-                             f"(SHA-256 {digest[:12]}…, recorded {meta['generator_sha256'][:12]}…)")
-        generator = load_generator(source)
-    w_plus = read_latents(path, generator.num_ws, generator.w_dim)["w_plus"]
-    diff_file = meta.get("generator_diff")
-    if diff_file:
-        apply_diff(generator, read_diff(path.parent.parent / diff_file))
-    return generator, w_plus, meta
-
-
 def read_diff(path: Path) -> dict[str, torch.Tensor]:
     """The pretrained − fine-tuned tensors stored in a ``generators/<stem>.pt`` file."""
     try:
@@ -101,3 +73,12 @@ def apply_diff(generator: Generator, diff: dict[str, torch.Tensor]) -> Generator
             raise ValueError(f"weight difference for {name} {list(d.shape)} does not fit this generator")
         params[name].sub_(d.to(params[name]))
     return generator
+
+
+def apply_diff_file(generator: Generator, path: Path) -> Generator:
+    """Apply the weight difference stored in ``path`` to ``generator`` in place (errors name the file)."""
+    diff = read_diff(path)
+    try:
+        return apply_diff(generator, diff)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
