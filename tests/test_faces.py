@@ -12,6 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+from datamodules.images import ImageFolderDataset
+from embedding.faces.align import align_face, ffhq_quad, find_faces, to_tensor
+from embedding.faces.align_cli import main as align_main
 from embedding.faces.attributes import AgeGenderNet, ExpressionNet
 from embedding.faces.descriptor import DescriptorNet, compute_descriptors
 from embedding.faces.detector import MEAN_RGB, DetectorNet, detect_faces
@@ -115,3 +118,61 @@ def test_networks_are_differentiable_with_respect_to_the_image():
     x = image("face0_150.png").requires_grad_(True)
     compute_descriptors(shared_net(DescriptorNet), x).norm().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_ffhq_quad_of_an_upright_face():
+    landmarks = np.zeros((68, 2))
+    landmarks[36:42] = (40.0, 50.0)  # left eye
+    landmarks[42:48] = (60.0, 50.0)  # right eye
+    landmarks[48], landmarks[54] = (42.0, 72.0), (58.0, 72.0)  # mouth corners
+    # x = eye_to_eye + rotated eye_to_mouth = (42, 0) -> unit, times max(2 * 20, 1.8 * 22) = 40.
+    expected = np.array([[10.0, 12.2], [10.0, 92.2], [90.0, 92.2], [90.0, 12.2]])
+    assert np.allclose(ffhq_quad(landmarks), expected)
+
+
+def test_align_undoes_the_tilt_of_both_faces_in_a_photo():
+    photo = Image.open(FIXTURES / "scene.png")
+    faces = find_faces(photo, input_size=320, score_threshold=0.3)
+    assert len(faces) == 2
+    assert faces[0].detection.box[0] > 160 > faces[1].detection.box[2]  # the right face scores higher
+    for face in faces:
+        aligned = align_face(photo, face.landmarks, 128)
+        assert aligned.size == (128, 128)
+        points = detect_landmarks(shared_net(LandmarkNet), to_tensor(aligned)[None])[0].numpy()
+        eye_left, eye_right = points[36:42].mean(axis=0), points[42:48].mean(axis=0)
+        tilt = np.degrees(np.arctan2(*(eye_right - eye_left)[::-1]))
+        original = face.landmarks[42:48].mean(axis=0) - face.landmarks[36:42].mean(axis=0)
+        assert abs(np.degrees(np.arctan2(*original[::-1]))) > 5  # tilted in the photo
+        assert abs(tilt) < 4  # level once aligned
+        assert abs((eye_left + eye_right)[0] / 2 - 64) < 6  # eyes centred left to right
+
+
+def test_embed_align_writes_faces_reports_photos_without_one(tmp_path: Path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "scene.png").write_bytes((FIXTURES / "scene.png").read_bytes())
+    Image.new("RGB", (96, 64), (120, 140, 160)).save(photos / "wall.png")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "aligned"
+    argv = [str(photos), "--out", str(out), "--size", "64", "--detector-size", "320", "--threshold", "0.3"]
+    assert align_main([*argv, "--preview", str(tmp_path / "sheet.png")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["scene_0.png", "scene_1.png"]
+    assert Image.open(out / "scene_0.png").size == (64, 64)
+    assert Image.open(tmp_path / "sheet.png").size == (3 * 128, 2 * 128)  # photo + 2 faces; 2 readable photos
+    err = capsys.readouterr().err
+    assert "wall.png: no face found" in err and "broken.jpg: can't be read" in err
+
+    assert align_main([str(photos / "wall.png"), "--out", str(tmp_path / "none")]) == 1
+
+
+def test_datamodule_aligns_photos_on_the_fly(tmp_path: Path):
+    (tmp_path / "scene.png").write_bytes((FIXTURES / "scene.png").read_bytes())
+    Image.new("RGB", (96, 64), (120, 140, 160)).save(tmp_path / "wall.png")
+    with pytest.warns(UserWarning, match="no face found"):
+        data = ImageFolderDataset(str(tmp_path), 32, align="ffhq")
+    assert [stem for stem, _ in data.items] == ["scene"]
+    item = data[0]
+    assert item["image"].shape == (3, 32, 32) and -1 <= item["image"].min() < item["image"].max() <= 1
+    assert item["mask"].shape == (1, 32, 32)
+    with pytest.raises(ValueError, match="crop"):
+        ImageFolderDataset(str(tmp_path), 32, align="ffhq", crop=(0, 0, 10, 10))
