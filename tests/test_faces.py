@@ -12,11 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
+from callbacks import EmbeddingMetrics
 from datamodules.images import ImageFolderDataset
 from embedding.faces.align import align_face, ffhq_quad, find_faces, to_tensor
 from embedding.faces.align_cli import main as align_main
 from embedding.faces.attributes import AgeGenderNet, ExpressionNet
-from embedding.faces.descriptor import DescriptorNet, compute_descriptors
+from embedding.faces.descriptor import DescriptorNet, compute_descriptors, identity_distance
 from embedding.faces.detector import MEAN_RGB, DetectorNet, detect_faces
 from embedding.faces.landmarks import LandmarkNet, detect_landmarks
 from embedding.faces.layers import same_padding, shared_net, square_pad, to_input
@@ -176,3 +177,18 @@ def test_datamodule_aligns_photos_on_the_fly(tmp_path: Path):
     assert item["mask"].shape == (1, 32, 32)
     with pytest.raises(ValueError, match="crop"):
         ImageFolderDataset(str(tmp_path), 32, align="ffhq", crop=(0, 0, 10, 10))
+
+
+def test_metrics_rows_carry_identity_and_landmark_error_when_asked():
+    target = torch.cat([image("face0_112.png"), image("face1_112.png")]) / 127.5 - 1
+    render = torch.stack([target[0], target[0]])  # the first is exact, the second another person
+    batch = {"stem": ["a", "b"], "image": target, "mask": torch.ones(2, 1, 112, 112)}
+    plain = EmbeddingMetrics.measure(render, batch, "WI", 5)
+    assert plain[0]["identity"] == plain[0]["landmark_error"] == ""
+    rows = EmbeddingMetrics.measure(render, batch, "WI", 5, identity=True)
+    assert float(rows[0]["identity"]) == 0.0 and float(rows[0]["landmark_error"]) == 0.0
+    assert float(rows[1]["identity"]) > 0.3 and float(rows[1]["landmark_error"]) > 0.02
+    assert rows[1]["psnr_masked"] == ""
+    with torch.no_grad():
+        expected = identity_distance(render[1:], target[1:])
+    assert abs(float(rows[1]["identity"]) - expected.item()) < 1e-4

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import pad_same, square_pad, to_input
+from .layers import from_unit, pad_same, shared_net, square_pad, to_input
 from .tfjs import load_model
 
 INPUT_SIZE = 150
@@ -93,3 +93,22 @@ class DescriptorNet(nn.Module):
 def compute_descriptors(net: DescriptorNet, crops: torch.Tensor) -> torch.Tensor:
     """128-D descriptors of face crops (RGB 0-255, NCHW, any size; non-square ones centre-padded)."""
     return net(to_input(square_pad(crops)[0], INPUT_SIZE))
+
+
+def face_descriptors(images: torch.Tensor) -> torch.Tensor:
+    """Descriptors ``[N, 128]`` of face images in [-1, 1] (the generator's range), the whole image
+    taken as the face crop. Differentiable; the network is loaded once per device."""
+    return compute_descriptors(shared_net(DescriptorNet, images.device), from_unit(images.float()))
+
+
+def identity_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image Euclidean distance ``[N]`` between the descriptors of two batches of faces in
+    [-1, 1]; below about 0.6 dlib's descriptor takes two faces for the same person."""
+    return (face_descriptors(a) - face_descriptors(b)).norm(dim=1)
+
+
+def face_features(images: torch.Tensor) -> list[torch.Tensor]:
+    """Intermediate feature maps of the descriptor network for images in [-1, 1], for a
+    perceptual loss on a face network: the stem and the four residual stages at 150²."""
+    net = shared_net(DescriptorNet, images.device)
+    return net.feature_maps(to_input(square_pad(from_unit(images.float()))[0], INPUT_SIZE))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Conv, SeparableConv, square_pad, to_input
+from .layers import Conv, SeparableConv, from_unit, shared_net, square_pad, to_input
 from .tfjs import load_model
 
 INPUT_SIZE = 112
@@ -84,3 +84,17 @@ def detect_landmarks(net: LandmarkNet, crops: torch.Tensor) -> torch.Tensor:
     square, left, top = square_pad(crops)
     points = net(to_input(square, INPUT_SIZE)) * square.shape[-1]
     return points - points.new_tensor([left, top])
+
+
+def face_landmarks(images: torch.Tensor) -> torch.Tensor:
+    """68 landmarks ``[N, 68, 2]`` in pixels of face images in [-1, 1], the whole image taken as
+    the face crop (the network is loaded once per device)."""
+    return detect_landmarks(shared_net(LandmarkNet, images.device), from_unit(images.float()))
+
+
+def landmark_error(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image mean distance ``[N]`` between the landmarks of ``render`` and ``target`` (both
+    in [-1, 1]), as a fraction of the target's distance between the eye centres."""
+    ours, theirs = face_landmarks(render), face_landmarks(target)
+    eyes = (theirs[:, 42:48].mean(dim=1) - theirs[:, 36:42].mean(dim=1)).norm(dim=1)
+    return (ours - theirs).norm(dim=2).mean(dim=1) / eyes.clamp_min(1e-6)
