@@ -22,6 +22,9 @@ from embedding.faces.detector import MEAN_RGB, DetectorNet, detect_faces
 from embedding.faces.landmarks import LandmarkNet, detect_landmarks
 from embedding.faces.layers import same_padding, shared_net, square_pad, to_input
 from embedding.faces.tfjs import load_manifest
+from embedding.module import EmbeddingModule
+from embedding.phases import Phase
+from tests.test_engine import fit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "faces"
 GOLDEN = json.loads((FIXTURES / "golden.json").read_text())
@@ -192,3 +195,16 @@ def test_metrics_rows_carry_identity_and_landmark_error_when_asked():
     with torch.no_grad():
         expected = identity_distance(render[1:], target[1:])
     assert abs(float(rows[1]["identity"]) - expected.item()) < 1e-4
+
+
+def test_identity_phase_term_pulls_the_render_towards_the_targets_descriptor(tiny_generator_file, tmp_path: Path):
+    faces = torch.cat([image("face0_112.png"), image("face1_112.png")]) / 127.5 - 1
+    targets = torch.nn.functional.interpolate(faces, size=32, mode="area")
+    items = [{"stem": f"f{i}", "index": i, "image": targets[i], "mask": torch.ones(1, 32, 32)} for i in range(2)]
+    m = EmbeddingModule(generator=str(tiny_generator_file), phases=[Phase("WI", steps=6, lr=0.05, identity=1.0)],
+                        vgg_weights="random")
+    fit(m, items, tmp_path / "run", batch_size=2)
+    with torch.no_grad():  # a W+ phase leaves the noise maps where they started
+        before = identity_distance(m.generator.synthesis(m.w_start, noise=list(m.noise)), targets)
+        after = identity_distance(m.current_render(), targets)
+    assert (after < before - 0.05).all(), (before, after)
