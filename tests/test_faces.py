@@ -16,7 +16,7 @@ from callbacks import EmbeddingMetrics
 from datamodules.images import ImageFolderDataset
 from embedding.faces.align import align_face, ffhq_quad, find_faces, to_tensor
 from embedding.faces.align_cli import main as align_main
-from embedding.faces.attributes import AgeGenderNet, ExpressionNet
+from embedding.faces.attributes import EXPRESSIONS, AgeGenderNet, ExpressionNet, face_attributes
 from embedding.faces.descriptor import DescriptorNet, compute_descriptors, identity_distance
 from embedding.faces.detector import MEAN_RGB, DetectorNet, detect_faces
 from embedding.faces.landmarks import LandmarkNet, detect_landmarks
@@ -208,3 +208,16 @@ def test_identity_phase_term_pulls_the_render_towards_the_targets_descriptor(tin
         before = identity_distance(m.generator.synthesis(m.w_start, noise=list(m.noise)), targets)
         after = identity_distance(m.current_render(), targets)
     assert (after < before - 0.05).all(), (before, after)
+
+
+def test_face_attributes_library_call():
+    faces = torch.cat([image(f"{f}_112.png") for f in FACES]) / 127.5 - 1
+    scores = face_attributes(faces)
+    assert scores["age"].shape == scores["gender_prob"].shape == (2,)
+    assert scores["expression"].shape == (2, len(EXPRESSIONS))
+    assert torch.allclose(scores["expression"].sum(dim=1), torch.ones(2))
+    for i, face in enumerate(FACES):
+        golden = GOLDEN["faces"][face]
+        assert abs(scores["age"][i].item() - golden["age"][0]) < 1e-2
+        assert abs(scores["gender_prob"][i].item() - golden["gender"][0]) < 1e-4
+        assert max_diff(scores["expression"][i], golden["expression"]) < 1e-4
