@@ -75,15 +75,23 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
 
 
+def _blur_last_axis(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Convolve the last axis with a symmetric ``kernel`` (edges replicated), through the FFT."""
+    r = kernel.numel() // 2
+    x = torch.cat([x[..., :1].expand(*x.shape[:-1], r), x, x[..., -1:].expand(*x.shape[:-1], r)], dim=-1)
+    n = x.shape[-1] + kernel.numel() - 1
+    full = torch.fft.irfft(torch.fft.rfft(x, n) * torch.fft.rfft(kernel, n), n)
+    return full[..., 2 * r : x.shape[-1]]
+
+
 def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of an ``[H, W, C]`` float image (separable, truncated at 4 sigma, edges replicated)."""
     radius = max(int(4.0 * sigma + 0.5), 1)
     kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
     kernel /= kernel.sum()
-    x = torch.from_numpy(image).permute(2, 0, 1)[:, None]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-    return x[:, 0].permute(1, 2, 0).numpy()
+    x = torch.from_numpy(image).permute(2, 0, 1)
+    x = _blur_last_axis(_blur_last_axis(x, kernel).transpose(1, 2), kernel).transpose(1, 2)
+    return x.permute(1, 2, 0).numpy()
 
 
 def align_face(image: Image.Image, landmarks: np.ndarray, output_size: int = 1024,
