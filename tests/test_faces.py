@@ -17,7 +17,7 @@ from datamodules.images import ImageFolderDataset
 from embedding.faces.align import _gaussian_blur, align_face, ffhq_quad, find_faces, to_tensor
 from embedding.faces.align_cli import main as align_main
 from embedding.faces.attributes import EXPRESSIONS, AgeGenderNet, ExpressionNet, face_attributes
-from embedding.faces.descriptor import DescriptorNet, compute_descriptors, identity_distance
+from embedding.faces.descriptor import DescriptorNet, compute_descriptors, face_descriptors, identity_distance
 from embedding.faces.detector import MEAN_RGB, DetectorNet, detect_faces
 from embedding.faces.landmarks import LandmarkNet, detect_landmarks
 from embedding.faces.layers import same_padding, shared_net, square_pad, to_input
@@ -232,3 +232,12 @@ def test_border_blur_is_a_normalised_gaussian():
     assert abs(profile[23] - np.exp(-0.5)) < 1e-4 and np.allclose(profile, profile[::-1], atol=1e-6)
     flat = np.full((9, 13, 3), 7.0, dtype=np.float32)
     assert np.allclose(_gaussian_blur(flat, 4.0), 7.0, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_networks_give_the_same_answers_on_cuda():
+    faces = torch.cat([image(f"{f}_112.png") for f in FACES]) / 127.5 - 1
+    on_gpu = face_attributes(faces.cuda())
+    for key, value in face_attributes(faces).items():
+        assert torch.allclose(on_gpu[key].cpu(), value, atol=1e-3, rtol=1e-3), key
+    assert torch.allclose(face_descriptors(faces.cuda()).cpu(), face_descriptors(faces), atol=1e-3)
