@@ -241,3 +241,13 @@ def test_networks_give_the_same_answers_on_cuda():
     for key, value in face_attributes(faces).items():
         assert torch.allclose(on_gpu[key].cpu(), value, atol=1e-3, rtol=1e-3), key
     assert torch.allclose(face_descriptors(faces.cuda()).cpu(), face_descriptors(faces), atol=1e-3)
+
+
+def test_a_face_that_fills_the_frame_is_found_on_a_second_look():
+    photo = Image.open(FIXTURES / "face0_150.png")
+    assert detect_faces(shared_net(DetectorNet), to_tensor(photo)) == []  # the detector alone misses it
+    faces = find_faces(photo)
+    assert len(faces) == 1
+    left, top, right, bottom = faces[0].detection.box
+    assert right - left > 60 and bottom - top > 60  # in the photo's own pixels, not the padded ones
+    assert (faces[0].landmarks.min(axis=0) > -10).all() and (faces[0].landmarks.max(axis=0) < 160).all()
