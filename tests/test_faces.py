@@ -14,7 +14,7 @@ from PIL import Image
 
 from callbacks import EmbeddingMetrics
 from datamodules.images import ImageFolderDataset
-from embedding.faces.align import _gaussian_blur, align_face, ffhq_quad, find_faces, to_tensor
+from embedding.faces.align import align_face, ffhq_quad, find_faces, gaussian_blur, to_tensor
 from embedding.faces.align_cli import main as align_main
 from embedding.faces.attributes import EXPRESSIONS, AgeGenderNet, ExpressionNet, face_attributes
 from embedding.faces.descriptor import DescriptorNet, compute_descriptors, face_descriptors, identity_distance
@@ -226,12 +226,12 @@ def test_face_attributes_library_call():
 def test_border_blur_is_a_normalised_gaussian():
     impulse = np.zeros((41, 41, 1), dtype=np.float32)
     impulse[20, 20] = 1.0
-    out = _gaussian_blur(impulse, 3.0)[..., 0]
+    out = gaussian_blur(impulse, 3.0)[..., 0]
     assert abs(out.sum() - 1.0) < 1e-5 and out.argmax() == 20 * 41 + 20
     profile = out[20] / out[20, 20]
     assert abs(profile[23] - np.exp(-0.5)) < 1e-4 and np.allclose(profile, profile[::-1], atol=1e-6)
     flat = np.full((9, 13, 3), 7.0, dtype=np.float32)
-    assert np.allclose(_gaussian_blur(flat, 4.0), 7.0, atol=1e-4)
+    assert np.allclose(gaussian_blur(flat, 4.0), 7.0, atol=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

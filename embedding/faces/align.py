@@ -84,7 +84,7 @@ def _blur_last_axis(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return full[..., 2 * r : x.shape[-1]]
 
 
-def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of an ``[H, W, C]`` float image (separable, truncated at 4 sigma, edges replicated)."""
     radius = max(int(4.0 * sigma + 0.5), 1)
     kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
@@ -131,7 +131,7 @@ def align_face(image: Image.Image, landmarks: np.ndarray, output_size: int = 102
         y, x, _ = np.ogrid[:h, :w, :1]
         mask = np.maximum(1.0 - np.minimum(np.float32(x) / pad[0], np.float32(w - 1 - x) / pad[2]),
                           1.0 - np.minimum(np.float32(y) / pad[1], np.float32(h - 1 - y) / pad[3]))
-        arr += (_gaussian_blur(arr, qsize * 0.02) - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+        arr += (gaussian_blur(arr, qsize * 0.02) - arr) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
         arr += (np.median(arr, axis=(0, 1)) - arr) * np.clip(mask, 0.0, 1.0)
         img = Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
         quad += pad[:2]
