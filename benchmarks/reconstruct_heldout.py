@@ -1,4 +1,5 @@
-"""Reconstruct CelebA photos the default generator never saw, and print PSNR/SSIM after each phase.
+"""Reconstruct CelebA photos the default generator never saw, and print PSNR/SSIM after each phase
+(and the identity distance and landmark error, with ``-- --metrics.identity true``).
 
 Picks the first ``--count`` photos of the training recipe's held-out share (file-name hash, see
 ``datamodules.training.is_held_out``), runs ``embed fit`` with the reconstruct recipe on them
@@ -32,16 +33,18 @@ def held_out_photos(count: int, fraction: float) -> list[Path]:
 
 
 def summarise(metrics_csv: Path) -> None:
+    """Mean ± sd of each metric per phase; the face columns when the run measured them."""
     by_phase: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
-            for key in ("psnr", "ssim"):
-                by_phase[row["phase"]][key].append(float(row[key]))
-    print(f"{'phase':>6} {'images':>6} {'PSNR dB (mean ± sd)':>20} {'SSIM (mean ± sd)':>18}")
+            for key in ("psnr", "ssim", "identity", "landmark_error"):
+                if row.get(key):
+                    by_phase[row["phase"]][key].append(float(row[key]))
+    keys = [k for k in ("psnr", "ssim", "identity", "landmark_error") if any(k in v for v in by_phase.values())]
+    print(f"{'phase':>6} {'images':>6} " + " ".join(f"{k + ' (mean ± sd)':>26}" for k in keys))
     for phase, values in by_phase.items():
-        p, s = values["psnr"], values["ssim"]
-        print(f"{phase:>6} {len(p):>6} {statistics.mean(p):>12.2f} ± {statistics.pstdev(p):<5.2f} "
-              f"{statistics.mean(s):>10.4f} ± {statistics.pstdev(s):.4f}")
+        cells = [f"{statistics.mean(values[k]):>17.4f} ± {statistics.pstdev(values[k]):<6.4f}" for k in keys]
+        print(f"{phase:>6} {len(values['psnr']):>6} " + " ".join(cells))
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""PSNR and SSIM of every image at the end of every phase, to TensorBoard and ``metrics.csv``."""
+"""PSNR and SSIM of every image at the end of every phase, to TensorBoard and ``metrics.csv``; for
+face runs, optionally the identity distance and landmark error between target and render."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from embedding.faces.descriptor import identity_distance
+from embedding.faces.landmarks import landmark_error
 from embedding.run_folder import RunFolder, atomic_write
 
-COLUMNS = ["image", "phase", "step", "psnr", "ssim", "psnr_masked", "ssim_masked"]
+COLUMNS = ["image", "phase", "step", "psnr", "ssim", "psnr_masked", "ssim_masked", "identity", "landmark_error"]
 
 
 def psnr(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -40,7 +43,16 @@ class EmbeddingMetrics(Callback):
     Rows are appended to ``metrics.csv`` in the run folder (one writer at a time across
     processes). When a run starts, rows of images that did not finish (a killed run) and that no
     mid-group checkpoint covers are dropped, so a resumed run writes each row once.
+
+    Args:
+        identity: also measure faces (``--metrics.identity true``): ``identity`` is the Euclidean
+            distance between the face descriptors of target and render (dlib's ResNet descriptor;
+            below ~0.6 is the same person) and ``landmark_error`` the mean distance between their
+            68 landmarks over the target's eye distance. Both take the whole image as the face.
     """
+
+    def __init__(self, identity: bool = False) -> None:
+        self.identity = identity
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
@@ -55,7 +67,7 @@ class EmbeddingMetrics(Callback):
         # A module may say what to compare (DGP: the restored image, masked metrics inside the holes).
         measure_inputs = getattr(pl_module, "measure_inputs", None)
         render, batch = measure_inputs(batch) if measure_inputs else (pl_module.current_render(), batch)
-        rows = [row for row in self.measure(render, batch, phase.name, pl_module.group_step)
+        rows = [row for row in self.measure(render, batch, phase.name, pl_module.group_step, self.identity)
                 if row["image"] not in failed]
         if trainer.logger is not None:
             for row in rows:
@@ -64,11 +76,15 @@ class EmbeddingMetrics(Callback):
         self._append(RunFolder(trainer.default_root_dir), rows)
 
     @staticmethod
-    def measure(render: torch.Tensor, batch: dict, phase: str, step: int) -> list[dict]:
-        """One row per image of the batch."""
+    @torch.no_grad()
+    def measure(render: torch.Tensor, batch: dict, phase: str, step: int, identity: bool = False) -> list[dict]:
+        """One row per image of the batch (face columns only with ``identity``)."""
         target, mask = batch["image"].float(), batch["mask"].float()
-        render = render.clamp(-1, 1)
+        render = render.float().clamp(-1, 1)
         values = {"psnr": psnr(render, target), "ssim": ssim(render, target)}
+        if identity:
+            values["identity"] = identity_distance(render, target)
+            values["landmark_error"] = landmark_error(render, target)
         masked = (mask < 1).flatten(1).any(1)
         if masked.any():
             values["psnr_masked"] = psnr(render, target, mask)
@@ -77,7 +93,8 @@ class EmbeddingMetrics(Callback):
         for i, stem in enumerate(batch["stem"]):
             row = {"image": stem, "phase": phase, "step": step}
             for key in COLUMNS[3:]:
-                row[key] = f"{values[key][i].item():.4f}" if key in values and (masked[i] or "_" not in key) else ""
+                shown = key in values and (masked[i] or not key.endswith("_masked"))
+                row[key] = f"{values[key][i].item():.4f}" if shown else ""
             rows.append(row)
         return rows
 

@@ -94,6 +94,8 @@ class EmbeddingDataModule(LightningDataModule):
         resolution: side of the square targets; None takes ``generator.resolution`` of the module.
         skip_done: leave out images whose results are already in the run folder (``default_root_dir``).
         num_workers: DataLoader worker processes.
+        align: ``"ffhq"`` FFHQ-aligns each photo's best face on the fly (detector + landmarks from
+            :mod:`embedding.faces`) instead of cutting the centred square; photos without a face fail.
 
     The module must provide ``steps_per_group`` (optimisation steps per group): the
     loader yields each group that many times. After ``setup``, ``failures`` lists
@@ -120,6 +122,7 @@ class EmbeddingDataModule(LightningDataModule):
         resolution: int | None = None,
         skip_done: bool = True,
         num_workers: int = 0,
+        align: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -137,6 +140,7 @@ class EmbeddingDataModule(LightningDataModule):
         self.resolution = resolution
         self.skip_done = skip_done
         self.num_workers = num_workers
+        self.align = align
         self.dataset: ImageFolderDataset | None = None
         self.failures: list[tuple[str, str]] = []
         self.skipped: list[str] = []
@@ -162,6 +166,7 @@ class EmbeddingDataModule(LightningDataModule):
             second=self.second,
             solutions=self.solutions,
             scribble=self.scribble,
+            align=self.align,
         )
         self.failures = self.dataset.failures
         self.skipped = self.dataset.skipped

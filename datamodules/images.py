@@ -27,6 +27,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from embedding.faces.align import align_face, find_faces
+
 from .masks import MaskError, MaskSpec, binarize, finish, shape_mask
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -260,6 +262,9 @@ class ImageFolderDataset(Dataset):
     ``<stem>_1`` ... ``<stem>_K``: each copy draws its own random start, so K fits give K answers.
     ``scribble``, a layer of strokes (alpha = drawn), is painted over every image: ``image`` is the
     scribbled image, ``second`` the image as it was, and the mask the strokes (then blurred/dilated).
+    ``align="ffhq"`` replaces the centred square by the FFHQ alignment of the photo's best face
+    (see :mod:`embedding.faces.align`); a photo without a face is a failure. Crop boxes, mask
+    files, second images and scribbles are in the photo's frame, so they don't combine with it.
     """
 
     def __init__(
@@ -276,7 +281,14 @@ class ImageFolderDataset(Dataset):
         second: str | None = None,
         solutions: int = 1,
         scribble: str | None = None,
+        align: str | None = None,
     ) -> None:
+        if align not in (None, "ffhq"):
+            raise ValueError(f"align must be None or 'ffhq', got {align!r}")
+        if align and (crop is not None or masks_dir is not None or second is not None or scribble is not None
+                      or (mask is not None and mask.kind == "file")):
+            raise ValueError("align moves each photo into its face's frame: crop, masks_dir, mask files, second "
+                             "and scribble are in the photo's frame and can't be used with it")
         if resolution < 1:
             raise ValueError(f"resolution must be positive, got {resolution}")
         if solutions < 1:
@@ -292,6 +304,8 @@ class ImageFolderDataset(Dataset):
             raise ValueError("a 'file' mask needs a path or masks_dir")
         self.resolution = resolution
         self.crop = crop
+        self.align = align
+        self._landmarks: dict[Path, np.ndarray] = {}
         self.mask_spec = mask
         self.masks_dir = masks_dir
         self.dilate = dilate
@@ -330,6 +344,8 @@ class ImageFolderDataset(Dataset):
     def _usable(self, stem: str, path: Path) -> bool:
         """Decode the image (resizing cannot fail) and build its mask; on failure record it and warn."""
         try:
+            if self.align:
+                self._face(path)
             size = decode_image(path)[2]
             crop_box(size, self.crop, path)
             self._mask(stem, path, size)
@@ -350,8 +366,21 @@ class ImageFolderDataset(Dataset):
             raise ImageReadError(path, f"no second image named {path.stem}.<image extension> in {self._second}")
         return self._second_files[path.stem]
 
+    def _face(self, path: Path) -> np.ndarray:
+        """The 68 landmarks of the photo's best face, found once (for ``align``)."""
+        if path not in self._landmarks:
+            faces = find_faces(_on_white(open_image(path)))
+            if not faces:
+                raise ImageReadError(path, "no face found to align")
+            self._landmarks[path] = faces[0].landmarks
+        return self._landmarks[path]
+
     def _read(self, stem: str, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """The image ``[3, R, R]`` in [-1, 1] and its processed mask ``[1, R, R]`` in [0, 1]."""
+        if self.align:
+            aligned = align_face(_on_white(open_image(path)), self._face(path), self.resolution)
+            image = torch.from_numpy(np.asarray(aligned, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
+            return image, self._mask(stem, path, aligned.size)
         image, size = read_image(path, self.resolution, self.crop)
         return image, self._mask(stem, path, size)
 

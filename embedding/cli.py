@@ -1,7 +1,8 @@
 """The ``embed`` command: ``embed fit --config recipes/<app>.yaml`` (LightningCLI).
 
 ``embed edit <op> ...`` edits already embedded images from their latents files (see
-:mod:`embedding.edit_cli`).
+:mod:`embedding.edit_cli`); ``embed align ...`` FFHQ-aligns the faces of photos (see
+:mod:`embedding.faces.align_cli`).
 
 Beside the usual ``model``, ``data`` and ``trainer`` sections, a recipe configures the callbacks
 every embedding run has (``phase_schedule``, ``metrics``, ``images``, ``writer``, ``progress``).
@@ -126,6 +127,10 @@ def main() -> None:
         from .checkpoints.convert import main as convert_main
 
         raise SystemExit(convert_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["align"]:
+        from .faces.align_cli import main as align_main
+
+        raise SystemExit(align_main(sys.argv[2:]))
     # Phases install their own optimisers, and the frozen generator and VGG stay in eval mode.
     warnings.filterwarnings("ignore", message=r".*configure_optimizers.*returned `None`")
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")

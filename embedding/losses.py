@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from embedding.faces.descriptor import face_descriptors
 from embedding.vgg import VGG16Features
 
 PIXEL_SCALE = 127.5  # [-1, 1] differences to the paper's 0–255 pixel units
@@ -96,6 +97,12 @@ def style_loss(
         diff = gram_matrix(feats_render[layer], mask_render) - gram_matrix(feats_target[layer], mask_target)
         total = total + diff.pow(2).flatten(1).sum(1)
     return total
+
+
+def identity_loss(render: Tensor, target_descriptors: Tensor) -> Tensor:
+    """Per-image squared Euclidean distance between the face descriptor of `render` and the target's
+    (`face_descriptors(target)`, computed once): 0.36 is dlib's same-person threshold squared."""
+    return (face_descriptors(render) - target_descriptors).pow(2).sum(1)
 
 
 def latent_pull(w: Tensor, w_ref: Tensor) -> Tensor:

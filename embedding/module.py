@@ -20,9 +20,10 @@ from torch import nn
 
 from datamodules.masks import blur, dilate
 
+from .faces.descriptor import face_descriptors
 from .group_fitting import GroupFitting
 from .latents import Latents, find_latents
-from .losses import PAPER_FEATURE_SCALE, PERCEPT_LAYERS, STYLE_LAYERS, EmbeddingLoss, latent_pull
+from .losses import PAPER_FEATURE_SCALE, PERCEPT_LAYERS, STYLE_LAYERS, EmbeddingLoss, identity_loss, latent_pull
 from .phases import Phase, Schedule, reconstruction_phases, resolve_rows, with_steps
 from .vgg import load_vgg16
 
@@ -180,6 +181,9 @@ class EmbeddingModule(GroupFitting, LightningModule):
             targets["y_percept_features"] = self.loss_fn.target_features(y, self.loss_fn.percept_layers)
         if phase.style:
             targets["y_features"] = self.loss_fn.target_features(y, self.loss_fn.style_layers)
+        if phase.identity:
+            with torch.no_grad():
+                targets["x_descriptors"] = face_descriptors(x)
         return targets
 
     # ---- rendering and loss ------------------------------------------------------------------
@@ -209,6 +213,9 @@ class EmbeddingModule(GroupFitting, LightningModule):
         if phase.pull:
             terms["pull"] = latent_pull(self.w_plus, self.w_start)
             total = total + phase.pull * terms["pull"]
+        if phase.identity:
+            terms["identity"] = identity_loss(render, t["x_descriptors"])
+            total = total + phase.identity * terms["identity"]
         return total, terms
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:

@@ -36,7 +36,8 @@ class Phase:
     term of Algorithm 3). ``w_rows`` / ``noise_maps`` are the variable masks wm / nm as 0-based
     indices (negative ones count from the end; None = all); ``w_rows: inpainting`` is Algorithm
     4's rule, see :func:`resolve_rows`. ``pull`` weighs λ‖w − w*‖², the pull toward the code the
-    phase starts from (Algorithm 5).
+    phase starts from (Algorithm 5). ``identity`` weighs the squared distance between the face
+    descriptors of the render and ``x`` (:func:`embedding.losses.identity_loss`), for faces.
     """
 
     name: str
@@ -54,6 +55,7 @@ class Phase:
     percept2: float = 0.0
     style: float = 0.0
     pull: float = 0.0
+    identity: float = 0.0
     mask_mse: str = "ones"
     mask_percept: str = "ones"
     mask_style: str = "ones"
