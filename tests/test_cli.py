@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from embedding.cli import EmbedCLI
+from tests.photos import PHOTOS
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"
 RECIPE = ROOT / "recipes" / "reconstruct.yaml"
 
 

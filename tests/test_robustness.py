@@ -33,7 +33,8 @@ from embedding.module import EmbeddingModule
 from embedding.phases import Phase
 from embedding.run_folder import RunFolder
 from tests.nvidia_pickle import write_nvidia_pickle
-from tests.robust_run import PHOTOS, finish_cli, fit_args, fork_cli, join, start_cli, wait_for
+from tests.photos import PHOTOS
+from tests.robust_run import finish_cli, fit_args, fork_cli, join, start_cli, wait_for
 
 NAMES = ("000002.jpg", "000058.jpg", "000086.jpg")
 
