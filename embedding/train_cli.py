@@ -28,6 +28,11 @@ class TrainCLI(LightningCLI):
                          trainer_defaults={"max_epochs": -1, "default_root_dir": "runs/train",
                                            "enable_checkpointing": True}, **kwargs)
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Only ``fit``: a GAN here has no validation, test or prediction loop."""
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(GeneratorSamples, "samples")
         parser.add_lightning_class_args(ExportNetworks, "export")

@@ -16,6 +16,7 @@ import torch
 from embedding.cli import main
 from embedding.fit_cli import EmbedCLI
 from embedding.run_guard import RunFolderError, RunLock, check_recipe, recipe_settings
+from embedding.train_cli import TrainCLI
 from tests.photos import photos
 from tests.robust_run import cli_env, finish_cli, fit_args, start_cli
 
@@ -124,5 +125,7 @@ def test_embed_help_lists_the_commands_without_importing_torch():
 def test_lightning_subcommands_that_cannot_work_are_unknown(capsys):
     assert main(["validate"]) == 2
     assert "unknown command 'validate'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        EmbedCLI(args=["predict", "--help"])
+    for cli in (EmbedCLI, TrainCLI):
+        with pytest.raises(SystemExit) as stop:
+            cli(args=["validate", "--help"])
+        assert stop.value.code == 2 and "invalid choice: 'validate'" in capsys.readouterr().err
