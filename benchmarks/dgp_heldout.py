@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reconstruct_heldout import held_out_photos
+from reconstruct_heldout import FACE_BOX, held_out_photos
 
 from embedding.dgp_cli import DGPCLI
 
@@ -42,7 +42,8 @@ def run(task: str, method: str, photos: list[Path], stage_steps: int, root: Path
     stages = ", ".join(f"s{i}: {stage_steps}" for i in range(1, 6))
     start = time.monotonic()
     DGPCLI(args=["fit", "--config", str(ROOT / "recipes" / TASKS[task]),
-                 "--data.images", json.dumps([str(p) for p in photos]), "--data.batch_size", str(len(photos)),
+                 "--data.images", json.dumps([str(p) for p in photos]), "--data.crop", str(FACE_BOX),
+                 "--data.batch_size", str(len(photos)),
                  "--model.steps", f"{{{stages}}}", "--trainer.default_root_dir", str(root),
                  "--trainer.enable_progress_bar", "false", *METHODS[method], *extra])
     rows = final_rows(root / "metrics.csv")

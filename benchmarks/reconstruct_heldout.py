@@ -3,7 +3,7 @@
 
 Picks the first ``--count`` photos of the training recipe's held-out share (file-name hash, see
 ``datamodules.training.is_held_out``), runs ``embed fit`` with the reconstruct recipe on them
-(whose crop is the training data's face square) and summarises ``metrics.csv``.
+(cropped to the training data's face square) and summarises ``metrics.csv``.
 
     python benchmarks/reconstruct_heldout.py --count 16 --steps "{WI: 1000, Mkn: 500}"
 
@@ -24,12 +24,13 @@ from datamodules.training import is_held_out
 from embedding.cli import EmbedCLI
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"
+PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"  # CelebA's aligned photos, not in the repository
+FACE_BOX = [25, 57, 153, 185]  # the face square of CelebA's aligned 178×218 photos, as the default generator learned
 
 
-def held_out_photos(count: int, fraction: float) -> list[Path]:
+def held_out_photos(count: int, fraction: float, folder: Path = PHOTOS) -> list[Path]:
     """The first ``count`` photos of the held-out share, by name."""
-    return [p for p in sorted(PHOTOS.glob("*.jpg")) if is_held_out(p, fraction)][:count]
+    return [p for p in sorted(folder.glob("*.jpg")) if is_held_out(p, fraction)][:count]
 
 
 def summarise(metrics_csv: Path) -> None:
@@ -60,7 +61,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(args.run) if args.run else Path(tmp) / "run"
         EmbedCLI(args=["fit", "--config", str(ROOT / "recipes" / "reconstruct.yaml"),
-                       "--model.generator", args.generator, "--data.images", photos,
+                       "--model.generator", args.generator, "--data.images", photos, "--data.crop", str(FACE_BOX),
                        "--data.batch_size", str(args.count), "--model.steps", args.steps,
                        "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false",
                        *args.embed_args])

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from lightning import Callback, LightningModule, Trainer
 
 from embedding.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
 
 
 class PhaseSchedule(Callback):
@@ -18,7 +22,11 @@ class PhaseSchedule(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: dict, batch_idx: int) -> None:
         if pl_module.is_new_group(batch):
             stems = list(batch["stem"])
-            pl_module.start_group(batch, RunFolder(trainer.default_root_dir).read_resume(stems))
+            folder = RunFolder(trainer.default_root_dir)
+            pl_module.start_group(batch, folder.read_resume(stems))
+            if pl_module.resume_state is not None:
+                log.info("resuming %s at step %d of %d from %s", ", ".join(stems), pl_module.group_step,
+                         pl_module.steps_per_group, folder.resume_path(stems))
         phase = pl_module.schedule.phase_at(pl_module.group_step)
         if phase is not pl_module.phase:
             params = pl_module.enter_phase(phase, batch)

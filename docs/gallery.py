@@ -17,8 +17,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"
-CROP = (25, 57, 153, 185)
+PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"  # CelebA's aligned photos, not in the repository
+CROP = (25, 57, 153, 185)  # their face square, as the default generator learned
 TILE = 128
 EDIT_PHOTOS = ["007454", "008799", "001434", "017827", "008229"]
 
@@ -48,9 +48,15 @@ def panel(tiles: list[tuple[str, Image.Image]], path: Path) -> None:
 
 def fit(name: str, runs: Path, vgg: str, *extra: str) -> Path:
     run = runs / name
-    embed("fit", "--config", f"recipes/{name}.yaml", "--model.vgg_weights", vgg, "--trainer.default_root_dir",
-          str(run), "--trainer.enable_progress_bar", "false", *extra)
+    embed("fit", "--config", f"recipes/{name}.yaml", "--model.vgg_weights", vgg, "--data.crop", str(list(CROP)),
+          "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false", *extra)
     return run / "images"
+
+
+def inputs(images: str, second: str | None = None) -> list[str]:
+    """``--data.images`` (and ``--data.second``) for CelebA photos by stem."""
+    args = ["--data.images", str(PHOTOS / f"{images}.jpg")]
+    return args + ["--data.second", str(PHOTOS / f"{second}.jpg")] if second else args
 
 
 def with_overlay(image: Image.Image, overlay: Path) -> Image.Image:
@@ -60,27 +66,27 @@ def with_overlay(image: Image.Image, overlay: Path) -> Image.Image:
 
 def applications(runs: Path, vgg: str, out: Path) -> None:
     """The Image2StyleGAN++ applications that fit (Algorithms 3-6)."""
-    images = fit("crossover", runs, vgg)
+    images = fit("crossover", runs, vgg, *inputs("007454", "008799"))
     panel([("I1 (left half)", photo("007454")), ("I2 (the rest)", photo("008799")),
            ("embedding of I1", Image.open(images / "007454.Embed.png")),
            ("crossover W+", Image.open(images / "007454.Crossover.png")),
            ("+ noise (result)", Image.open(images / "007454.png"))], out / "crossover.png")
 
-    images = fit("inpaint", runs, vgg)
+    images = fit("inpaint", runs, vgg, *inputs("001770"))
     hole = photo("001770").copy()
     ImageDraw.Draw(hole).rectangle((int(0.3 * 128), int(0.45 * 128), int(0.7 * 128) - 1, int(0.85 * 128) - 1),
                                    fill="black")
     panel([("photo", photo("001770")), ("with the hole", hole),
            *[(f"fill {k}", Image.open(images / f"001770_{k}.png")) for k in (1, 2, 3)]], out / "inpaint.png")
 
-    images = fit("scribble", runs, vgg)
+    images = fit("scribble", runs, vgg, *inputs("011219"))
     panel([("photo", photo("011219")), ("scribbled", with_overlay(photo("011219"), ROOT / "recipes" / "inputs" /
                                                                   "sunglasses.png")),
            ("embedding", Image.open(images / "011219.Embed.png")),
            ("first 4 rows", Image.open(images / "011219.Scribble.png")),
            ("+ noise (result)", Image.open(images / "011219.png"))], out / "scribble.png")
 
-    images = fit("style_transfer", runs, vgg)
+    images = fit("style_transfer", runs, vgg, *inputs("008799", "008075"))
     panel([("base", photo("008799")), ("style", photo("008075")),
            ("embedding", Image.open(images / "008799.Embed.png")),
            ("style, top 30%", Image.open(images / "008799.Style.png")),

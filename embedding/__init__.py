@@ -1,7 +1,22 @@
-"""Embed real photos into a pretrained StyleGAN2 (W+ and noise space) and edit them there."""
+"""Embed real photos into a pretrained StyleGAN2 (W+ and noise space) and edit them there.
 
-from .checkpoints import CheckpointError, load_discriminator, load_generator, save_discriminator, save_generator
-from .generators import Discriminator, Generator
+The names below are imported on first use, so ``embed --help`` starts without torch.
+"""
 
-__all__ = ["CheckpointError", "Discriminator", "Generator", "load_discriminator", "load_generator",
-           "save_discriminator", "save_generator"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CheckpointError": ".checkpoints", "load_discriminator": ".checkpoints", "load_generator": ".checkpoints",
+    "save_discriminator": ".checkpoints", "save_generator": ".checkpoints",
+    "Discriminator": ".generators", "Generator": ".generators",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,145 +1,93 @@
-"""The ``embed`` command: ``embed fit --config recipes/<app>.yaml`` (LightningCLI).
+"""The ``embed`` command: one entry point, one line of help per subcommand, each imported only when run.
 
-``embed edit <op> ...`` edits already embedded images from their latents files (see
-:mod:`embedding.edit_cli`); ``embed align ...`` FFHQ-aligns the faces of photos (see
-:mod:`embedding.faces.align_cli`).
+    embed fit --config recipes/reconstruct.yaml     # fit a recipe (embedding.fit_cli)
+    embed edit morph A.pt B.pt                      # edit fitted codes (embedding.edit_cli)
+    embed dgp fit --config recipes/dgp_colorize.yaml
+    embed train fit --config recipes/train_generator.yaml
 
-Beside the usual ``model``, ``data`` and ``trainer`` sections, a recipe configures the callbacks
-every embedding run has (``phase_schedule``, ``metrics``, ``images``, ``writer``, ``progress``).
-The run folder is ``trainer.default_root_dir``; TensorBoard event files and the resolved
-``config.yaml`` (a complete recipe that reruns the experiment) land there.
+A subcommand is a module with ``main(argv)``; it is listed only when its module exists,
+so a new one is a line in ``COMMANDS``. ``embed --help`` imports neither torch nor Lightning.
+``embed-dgp`` and ``embed-train`` remain as aliases of ``embed dgp`` and ``embed train``.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from callbacks import (
-    EmbeddingMetrics,
-    EmbeddingProgressBar,
-    GroupCheckpoint,
-    PhaseSchedule,
-    ResultWriter,
-    TensorBoardImages,
-)
-from datamodules import EmbeddingDataModule, NoUsableImageError
+class Command(NamedTuple):
+    module: str
+    summary: str
 
-from .checkpoints import CheckpointError
-from .module import EmbeddingModule
-from .run_folder import RunFolder
 
-log = logging.getLogger("embedding")
-
-TRAINER_DEFAULTS = {
-    "max_epochs": 1,
-    "default_root_dir": "runs/embed",
-    "enable_checkpointing": False,
-    "num_sanity_val_steps": 0,
-    "use_distributed_sampler": False,
-    "log_every_n_steps": 10,
+COMMANDS: dict[str, Command] = {
+    "fit": Command("embedding.fit_cli", "embed photos into the generator as a recipe says (W+ and noise), "
+                                        "e.g. --config recipes/reconstruct.yaml"),
+    "edit": Command("embedding.edit_cli", "edit fitted codes: attribute transfer, activations, morphing, "
+                                          "style mixing, arithmetic"),
+    "dgp": Command("embedding.dgp_cli", "Deep Generative Prior: restore degraded photos by fine-tuning the generator; "
+                                        "jitter and morph its results"),
+    "train": Command("embedding.train_cli", "train a StyleGAN2 from scratch on a folder of photos"),
+    "convert": Command("embedding.checkpoints.convert", "rewrite a checkpoint (NVIDIA, rosinality, project) "
+                                                        "in the project's or rosinality's format"),
+    "align": Command("embedding.faces.align_cli", "align face photos the way the generator's training data was"),
 }
 
 
-class EmbedCLI(LightningCLI):
-    """LightningCLI with the embedding's callbacks always present and TensorBoard writing into the run folder.
-
-    ``module_class`` is the LightningModule it fits (a subclass may set another one, e.g. DGP's).
-    """
-
-    module_class: type = EmbeddingModule
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(self.module_class, EmbeddingDataModule, trainer_defaults=TRAINER_DEFAULTS,
-                         save_config_kwargs={"overwrite": True}, **kwargs)
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(PhaseSchedule, "phase_schedule")
-        parser.add_lightning_class_args(EmbeddingMetrics, "metrics")
-        parser.add_lightning_class_args(TensorBoardImages, "images")
-        parser.add_lightning_class_args(ResultWriter, "writer")
-        parser.add_lightning_class_args(GroupCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(EmbeddingProgressBar, "progress")
-
-    def before_instantiate_classes(self) -> None:
-        """Default logger: TensorBoard events directly in the run folder (no version subfolders).
-
-        ``--trainer.strategy ddp`` runs one process per device, each fitting its own images, with
-        no gradient synchronisation (``IndependentDDPStrategy``). ``--trainer.enable_progress_bar
-        false`` keeps its usual meaning: the embedding's own bar is silenced instead of clashing.
-        """
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.trainer.strategy == "ddp":
-            config.trainer.strategy = Namespace(class_path="embedding.distributed.IndependentDDPStrategy")
-        if config.trainer.enable_progress_bar is False:
-            config.trainer.enable_progress_bar = True
-            config.progress.refresh_rate = 0
-        if config.trainer.logger in (None, True):
-            config.trainer.logger = Namespace(
-                class_path="lightning.pytorch.loggers.TensorBoardLogger",
-                init_args=Namespace(save_dir=config.trainer.default_root_dir, name="", version="",
-                                    default_hp_metric=False))
-
-    def after_fit(self) -> None:
-        """End with a summary of every failure; exit non-zero when nothing could be done.
-
-        With several processes, each lists the failures of its own images and process 0 the
-        unreadable inputs. Only process 0 exits non-zero: Lightning kills every process as soon as
-        one ends with an error, which would throw away the work the others are still doing. It
-        counts the images any process has finished so far, as found in the run folder.
-        """
-        trainer = self.trainer
-        inputs = self.datamodule.failures if trainer.is_global_zero else []
-        failures = [*inputs, *self.model.failures]
-        finished = trainer.callbacks[self._callback_index(ResultWriter)].finished
-        skipped = self.datamodule.skipped
-        rank = f"[rank {trainer.global_rank}] " if trainer.world_size > 1 else ""
-        log.info("%s%d image(s) finished, %d skipped as already done, %d failed", rank, len(finished),
-                 len(skipped), len(failures))
-        if failures:
-            lines = "\n".join(f"  {name}: {reason}" for name, reason in failures)
-            log.error("%s%d input(s) could not be used:\n%s", rank, len(failures), lines)
-            if trainer.is_global_zero and not finished and not skipped and not self._any_finished():
-                raise SystemExit(1)
-
-    def _any_finished(self) -> bool:
-        """Whether any input of this run has its results in the run folder (written by any process)."""
-        folder = RunFolder(self.trainer.default_root_dir)
-        return any(folder.is_done(stem) for stem, _ in self.datamodule.dataset.items)
-
-    def _callback_index(self, cls: type) -> int:
-        return next(i for i, c in enumerate(self.trainer.callbacks) if isinstance(c, cls))
+def available() -> dict[str, Command]:
+    """The subcommands whose module exists."""
+    return {name: c for name, c in COMMANDS.items() if _installed(c.module)}
 
 
-def main() -> None:
-    """Entry point of the ``embed`` console script."""
+def _installed(module: str) -> bool:
+    """Whether ``embedding.<...>`` has its file, found without importing its (heavy) parent packages."""
+    path = Path(__file__).parent.joinpath(*module.split(".")[1:])
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def usage() -> str:
+    """The text of ``embed --help``."""
+    commands = available()
+    width = max(map(len, commands))
+    lines = [f"  {name:<{width}}  {c.summary}" for name, c in commands.items()]
+    return "\n".join([
+        "usage: embed <command> [options]    (embed <command> --help for its options)",
+        "",
+        "Embed photos into a pretrained StyleGAN2 and edit them there.",
+        "",
+        "commands:",
+        *lines,
+        "",
+        "Quick start: embed fit --config recipes/reconstruct.yaml --model.steps \"{WI: 100, Mkn: 100}\"",
+    ])
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``embed`` console script: run ``embed <command> <args>``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return None if argv else 2
+    name, rest = argv[0], argv[1:]
+    commands = available()
+    if name not in commands:
+        print(f"embed: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if sys.argv[1:2] == ["edit"]:
-        from .edit_cli import main as edit_main
+    sys.argv = [f"embed {name}", *rest]  # what the subcommand's own parser reports as its usage
+    return importlib.import_module(commands[name].module).main(rest)
 
-        edit_main(sys.argv[2:])
-        return
-    if sys.argv[1:2] == ["convert"]:
-        from .checkpoints.convert import main as convert_main
 
-        raise SystemExit(convert_main(sys.argv[2:]))
-    if sys.argv[1:2] == ["align"]:
-        from .faces.align_cli import main as align_main
-
-        raise SystemExit(align_main(sys.argv[2:]))
-    # Phases install their own optimisers, and the frozen generator and VGG stay in eval mode.
-    warnings.filterwarnings("ignore", message=r".*configure_optimizers.*returned `None`")
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-    try:
-        EmbedCLI()
-    except (CheckpointError, NoUsableImageError, OSError) as e:
-        log.error("%s", e)
-        raise SystemExit(1) from e
+def __getattr__(name: str) -> Any:
+    """``EmbedCLI`` and ``TRAINER_DEFAULTS`` from :mod:`embedding.fit_cli`, imported on first use."""
+    if name in ("EmbedCLI", "TRAINER_DEFAULTS"):
+        return getattr(importlib.import_module("embedding.fit_cli"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] in ("jitter", "morph"):
             manipulate(argv)
         else:
-            DGPCLI(args=argv)
+            sys.argv = [sys.argv[0], *argv]  # LightningCLI parses sys.argv
+            DGPCLI()
     except (CheckpointError, NoUsableImageError, OSError, ValueError) as e:
         log.error("%s", e)
         raise SystemExit(1) from e

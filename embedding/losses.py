@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from embedding.faces.descriptor import face_descriptors
-from embedding.vgg import VGG16Features
 
 PIXEL_SCALE = 127.5  # [-1, 1] differences to the paper's 0–255 pixel units
 # torchvision's VGG sees (x/255 − μ)/σ; a VGG fed mean-subtracted 0–255 pixels sees 255·σ times that.
@@ -117,8 +116,10 @@ class EmbeddingLoss(nn.Module):
     + w_percept·Lpercept(Mp, G, x) + w_percept2·Lpercept(1 − Mp, G, y)`; the last term is the
     second WI of image crossover (Algorithm 3), zero when there is no perceptual mask.
 
-    ``feature_scale`` multiplies every VGG feature: ``PAPER_FEATURE_SCALE`` expresses them in the
-    units of a VGG fed 0–255 pixels (as the paper's was), so the paper's loss weights keep their balance.
+    ``vgg`` is the perceptual network (:mod:`embedding.perceptual`; VGG-16 in the paper): a module
+    ``vgg(images, layers) -> {layer: features}``. ``feature_scale`` multiplies every feature:
+    ``PAPER_FEATURE_SCALE`` expresses VGG-16's in the units of a VGG fed 0–255 pixels (as the
+    paper's was), so the paper's loss weights keep their balance.
 
     Target features: the targets stay fixed for thousands of steps, so the caller computes
     `target_features(x)` / `target_features(y)` once and passes them as `x_features` /
@@ -127,7 +128,7 @@ class EmbeddingLoss(nn.Module):
 
     def __init__(
         self,
-        vgg: VGG16Features | None,
+        vgg: nn.Module | None,
         percept_layers: Sequence[str] = PERCEPT_LAYERS,
         style_layers: Sequence[str] = STYLE_LAYERS,
         feature_scale: float = 1.0,
@@ -137,7 +138,7 @@ class EmbeddingLoss(nn.Module):
         if not percept_layers or not style_layers:
             raise ValueError("percept_layers and style_layers must each name at least one VGG-16 layer")
         self.vgg = vgg
-        self.vgg_error = "this loss has no VGG-16: build it with one to use perceptual or style terms"
+        self.vgg_error = "this loss has no perceptual network: build it with one to use perceptual or style terms"
         self.percept_layers = tuple(percept_layers)
         self.style_layers = tuple(style_layers)
 

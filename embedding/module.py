@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import zlib
 from pathlib import Path
 from typing import Literal
@@ -23,11 +24,12 @@ from datamodules.masks import blur, dilate
 from .faces.descriptor import face_descriptors
 from .group_fitting import GroupFitting
 from .latents import Latents, find_latents
-from .losses import PAPER_FEATURE_SCALE, PERCEPT_LAYERS, STYLE_LAYERS, EmbeddingLoss, identity_loss, latent_pull
+from .losses import EmbeddingLoss, identity_loss, latent_pull
+from .perceptual import PerceptualNetwork, Request, load_perceptual
 from .phases import Phase, Schedule, reconstruction_phases, resolve_rows, with_steps
-from .vgg import load_vgg16
 
 Batch = dict
+log = logging.getLogger(__name__)
 
 
 class EmbeddingModule(GroupFitting, LightningModule):
@@ -45,9 +47,16 @@ class EmbeddingModule(GroupFitting, LightningModule):
             every image; used when ``w_init`` or ``noise_init`` is ``"latents"``.
         noise_init: starting noise: ``"random"`` (N(0, I), the paper's), ``"const"`` (the
             checkpoint's fixed maps) or ``"latents"``.
-        vgg_weights: ``"imagenet"`` (torch hub cache), a path to a VGG-16 state dict, or ``"random"``.
+        perceptual: the network of the perceptual and style terms (:mod:`embedding.perceptual`):
+            ``"vgg16"`` (the paper's), ``"discriminator"`` (the generator's own D), ``"vgg16-random"``
+            (tests), or ``"auto"``: vgg16 when its ImageNet file is present, else discriminator.
+        discriminator: checkpoint of the ``discriminator`` network (default: the generator's source;
+            NVIDIA pickles and rosinality files hold both, ``default`` has its own).
+        vgg_weights: ``"imagenet"`` (torch hub cache), a path to a VGG-16 state dict, or ``"random"``
+            (the same as ``perceptual: vgg16-random``).
         vgg_resize: resize images to this size before VGG (Image2StyleGAN used 256).
-        percept_layers / style_layers: VGG-16 layers of the perceptual and style terms.
+        percept_layers / style_layers: the network's layers of the perceptual and style terms
+            (default: the network's own; VGG-16 conv1_1, conv1_2, conv2_2, conv3_3 and conv3_3).
         seed: base seed; each image draws its own stream from (seed, stem), so results do not
             depend on which images share a group.
     """
@@ -61,6 +70,8 @@ class EmbeddingModule(GroupFitting, LightningModule):
         w_init_offset: float = 0.0,
         latents: str | None = None,
         noise_init: Literal["random", "const", "latents"] = "random",
+        perceptual: str = "auto",
+        discriminator: str | None = None,
         vgg_weights: str = "imagenet",
         vgg_resize: int | None = None,
         percept_layers: list[str] | None = None,
@@ -72,7 +83,9 @@ class EmbeddingModule(GroupFitting, LightningModule):
         self.automatic_optimization = False
         self._use_generator(generator)
         self.schedule = Schedule(with_steps(phases or reconstruction_phases(), steps or {}))
-        self.loss_fn = self._build_loss(vgg_weights, vgg_resize, percept_layers, style_layers)
+        self.perceptual: PerceptualNetwork | None = None
+        request = Request(generator, vgg_weights, vgg_resize, discriminator)
+        self.loss_fn = self._build_loss(perceptual, request, percept_layers, style_layers)
         if "latents" in (w_init, noise_init) and latents is None:
             raise ValueError("w_init/noise_init 'latents' needs `latents`: a folder or file of codes")
         self.w_plus: nn.Parameter | None = None
@@ -83,12 +96,15 @@ class EmbeddingModule(GroupFitting, LightningModule):
         self._phase_targets: dict = {}
         self._render_cache: tuple[int, torch.Tensor] | None = None
 
-    def _build_loss(self, weights: str, resize: int | None, percept: list[str] | None,
+    def _build_loss(self, name: str, request: Request, percept: list[str] | None,
                     style: list[str] | None) -> EmbeddingLoss:
-        """VGG-16 is loaded only when some phase has a perceptual or style term."""
-        needs_vgg = any(p.percept or p.style for p in self.schedule.phases)
-        vgg = load_vgg16(weights, resize) if needs_vgg else None
-        return EmbeddingLoss(vgg, percept or PERCEPT_LAYERS, style or STYLE_LAYERS, PAPER_FEATURE_SCALE)
+        """The perceptual network is loaded only when some phase has a perceptual or style term."""
+        if not any(p.percept or p.percept2 or p.style for p in self.schedule.phases):
+            return EmbeddingLoss(None)
+        self.perceptual = net = load_perceptual(name, request)
+        log.info("perceptual loss: %s", net.describe())
+        return EmbeddingLoss(net.features, percept or net.percept_layers, style or net.style_layers,
+                             net.feature_scale)
 
     # ---- groups and phases -------------------------------------------------------------------
 
@@ -236,7 +252,8 @@ class EmbeddingModule(GroupFitting, LightningModule):
         """What a latents file records to re-render and rerun: generator, its hash, the recipe."""
         recipe = json.dumps(dict(self.hparams), default=lambda o: dataclasses.asdict(o), sort_keys=True)
         return {"stem": stem, "generator": self.generator_source, "generator_sha256": self.generator_sha256,
-                "resolution": self.generator.resolution, "recipe": recipe}
+                "resolution": self.generator.resolution, "recipe": recipe,
+                "perceptual": self.perceptual.describe() if self.perceptual else None}
 
     # ---- initial values ----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ steps, sample grids and exports count iterations.
 from __future__ import annotations
 
 import logging
+import sys
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -27,6 +28,11 @@ class TrainCLI(LightningCLI):
                          trainer_defaults={"max_epochs": -1, "default_root_dir": "runs/train",
                                            "enable_checkpointing": True}, **kwargs)
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Only ``fit``: a GAN here has no validation, test or prediction loop."""
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(GeneratorSamples, "samples")
         parser.add_lightning_class_args(ExportNetworks, "export")
@@ -41,9 +47,11 @@ class TrainCLI(LightningCLI):
             config.checkpoint.dirpath = f"{config.trainer.default_root_dir}/checkpoints"
 
 
-def main() -> None:
-    """Entry point of the ``embed-train`` console script."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``embed-train`` console script (and ``embed train``)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]  # LightningCLI parses sys.argv
     TrainCLI()
 
 

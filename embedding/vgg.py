@@ -124,7 +124,8 @@ def _imagenet_state_dict() -> tuple[Mapping[str, Tensor], Path]:
             f"ImageNet VGG-16 weights are not in the torch hub cache ({path}) and downloading them "
             f"failed ({type(err).__name__}: {err}). Either download {url} on a machine with internet "
             f"access and copy it to {path}, or set `vgg_weights: /path/to/vgg16.pth` in the recipe "
-            f"(a torchvision VGG-16 state dict)."
+            f"(a torchvision VGG-16 state dict). Offline without it, `--model.perceptual discriminator` "
+            f"(or `auto`) uses the generator's own discriminator instead."
         ) from err
     return state, path
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"
 RECIPE = ROOT / "recipes" / "reconstruct.yaml"
 
 

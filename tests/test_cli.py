@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from embedding.cli import EmbedCLI
+from tests.photos import PHOTOS
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"
 RECIPE = ROOT / "recipes" / "reconstruct.yaml"
 
 
@@ -47,6 +47,7 @@ def test_fit_writes_the_run_folder_contract(tiny_generator, tiny_generator_file,
         assert [tuple(n.shape) for n in record["noise"]] == tiny_generator.synthesis.noise_shapes
         assert record["metadata"]["generator"] == str(tiny_generator_file)
         assert "WI" in record["metadata"]["recipe"]
+        assert record["metadata"]["perceptual"] == "vgg16-random (random weights, seed 0)"
         with np.load(root / "latents" / f"{stem}.npz") as npz:
             assert npz["w"].shape == (1, tiny_generator.num_ws, tiny_generator.w_dim)
             np.testing.assert_allclose(npz["w"][0], record["w_plus"].numpy())

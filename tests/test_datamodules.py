@@ -22,17 +22,9 @@ from datamodules import (
     load_image,
 )
 from datamodules.masks import blur, dilate, finish, shape_mask
+from tests.photos import PHOTOS, photos
 
-CELEBA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_6k" / "img"
 R = 32
-
-
-def photos(n: int) -> list[Path]:
-    """The first ``n`` real CelebA photos (178x218 JPEG), or skip when the shared data is absent."""
-    found = sorted(CELEBA.glob("*.jpg"))[:n] if CELEBA.is_dir() else []
-    if len(found) < n:
-        pytest.skip(f"needs {n} photos in {CELEBA}")
-    return found
 
 
 @pytest.fixture
@@ -163,7 +155,7 @@ def test_no_valid_image_is_a_clear_error(photo: Path, tmp_path: Path) -> None:
 def test_inputs_as_file_glob_and_list(tmp_path: Path) -> None:
     files = photos(3)
     assert len(ImageFolderDataset(files[0], R)) == 1
-    assert len(ImageFolderDataset(str(CELEBA / f"{files[0].stem[:-1]}*.jpg"), R)) >= 1
+    assert len(ImageFolderDataset(str(PHOTOS / f"{files[0].stem[:-1]}*.jpg"), R)) >= 1
     ds = ImageFolderDataset([str(files[2]), str(files[0]), str(files[2])], R)
     assert [stem for stem, _ in ds.items] == [files[2].stem, files[0].stem]  # order kept, duplicates once
 
@@ -399,6 +391,17 @@ def test_crop_box_outside_the_image_is_reported_by_name(tmp_path):
         dataset = ImageFolderDataset([str(photo), str(good)], 8, crop=(0, 0, 32, 32))
     assert [stem for stem, _ in dataset.items] == ["big"]
     assert "does not fit" in dataset.failures[0][1]
+
+
+
+def test_a_crop_that_discards_most_of_the_image_is_warned_about(tmp_path):
+    photo = tmp_path / "big.png"
+    Image.fromarray(np.zeros((256, 256, 3), np.uint8)).save(photo)
+    with pytest.warns(UserWarning, match=r"keeps only 25% of 256×256 images"):
+        ImageFolderDataset(str(photo), 8, crop=(25, 57, 153, 185))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ImageFolderDataset(str(PHOTOS / "000002.jpg"), 8, crop=(25, 57, 153, 185))  # 42% of CelebA's layout
 
 
 # ---------------------------------------------------------------- paired images, solutions, scribbles

@@ -33,7 +33,8 @@ from embedding.module import EmbeddingModule
 from embedding.phases import Phase
 from embedding.run_folder import RunFolder
 from tests.nvidia_pickle import write_nvidia_pickle
-from tests.robust_run import PHOTOS, finish_cli, fit_args, fork_cli, join, start_cli, wait_for
+from tests.photos import PHOTOS
+from tests.robust_run import finish_cli, fit_args, fork_cli, join, start_cli, wait_for
 
 NAMES = ("000002.jpg", "000058.jpg", "000086.jpg")
 
@@ -55,10 +56,14 @@ def metric_rows(root: Path) -> list[tuple[str, str]]:
 
 
 def assert_same_fit(a: dict, b: dict) -> None:
-    """Equal up to the summation order of batched vs single convolutions (amplified a little by Adam)."""
-    assert torch.allclose(a["w_plus"], b["w_plus"], atol=1e-4)
+    """Bit for bit: same batch size and thread count give the same summation order in every kernel.
+
+    With different thread counts they differ: rounding differences in gradients near zero change
+    the sign of Adam's first steps, and the noise phase's lr of 5 turns that into 3e-4 on average.
+    """
+    assert torch.equal(a["w_plus"], b["w_plus"])
     for x, y in zip(a["noise"], b["noise"], strict=True):
-        assert (x - y).abs().mean() < 1e-4
+        assert torch.equal(x, y)
 
 
 def summary(caplog) -> str:
@@ -103,9 +108,12 @@ def test_two_processes_give_the_results_of_one(tiny_generator_file, tmp_path):
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     process = start_cli(fit_args(tiny_generator_file, photos, ddp, "--data.batch_size", "1",
                                  "--trainer.devices", "2", "--trainer.strategy", "ddp"), tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each command-line process (cli_env): the same summation order in every kernel
     try:
         EmbedCLI(args=fit_args(tiny_generator_file, photos, single, "--data.batch_size", "1"))
     finally:
+        torch.set_num_threads(threads)
         code, stderr = finish_cli(process)
     assert code == 0, stderr[-3000:]
     one, two = latents(single), latents(ddp)

@@ -13,17 +13,15 @@ import torch
 from embedding import load_discriminator, load_generator
 from embedding.train_cli import TrainCLI
 from embedding.training import StyleGAN2Training
+from tests.photos import photos as fixture_photos
 
-CELEBA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celeba_6k" / "img"
 R = 16
 TINY = dict(resolution=R, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32)
 
 
 def photos(n: int) -> list[str]:
-    found = sorted(CELEBA.glob("*.jpg"))[:n] if CELEBA.is_dir() else []
-    if len(found) < n:
-        pytest.skip(f"needs {n} photos in {CELEBA}")
-    return [str(p) for p in found]
+    """The first ``n`` committed test photos as strings."""
+    return [str(p) for p in fixture_photos(n)]
 
 
 class Record:

@@ -1,0 +1,80 @@
+"""Compare perceptual networks on held-out CelebA photos: PSNR/SSIM after the W+ phase and at the end.
+
+Runs ``benchmarks/reconstruct_heldout.py``'s photos (the first ``--count`` of the training
+recipe's held-out share, CelebA face square) through ``recipes/reconstruct.yaml`` once per
+network, all photos in one group, and prints a Markdown table. ``mse`` is the recipe with the
+perceptual weight set to 0 (MSE only). Needs CelebA's aligned photos (``--photos``).
+
+    python benchmarks/perceptual_networks.py --count 16 --steps "{WI: 300, Mkn: 300}"
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from reconstruct_heldout import FACE_BOX, PHOTOS, held_out_photos
+
+from embedding.cli import EmbedCLI
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recipe_without_percept(folder: Path) -> Path:
+    """``reconstruct.yaml`` with every perceptual weight 0: the MSE-only baseline."""
+    recipe = yaml.safe_load((ROOT / "recipes" / "reconstruct.yaml").read_text())
+    for phase in recipe["model"]["phases"]:
+        phase["percept"] = 0.0
+    path = folder / "mse.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run(network: str, photos: list[Path], steps: str, root: Path, recipe: Path) -> tuple[dict, float]:
+    """Fit the photos with ``network``; mean and sd of PSNR/SSIM per phase, and the wall time."""
+    args = ["fit", "--config", str(recipe), "--data.images", str([str(p) for p in photos]),
+            "--data.crop", str(FACE_BOX), "--data.batch_size", str(len(photos)), "--model.steps", steps,
+            "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"]
+    if network != "mse":
+        args += ["--model.perceptual", network]
+    start = time.perf_counter()
+    EmbedCLI(args=args)
+    seconds = time.perf_counter() - start
+    by_phase: dict[str, dict[str, list[float]]] = {}
+    with open(root / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            phase = by_phase.setdefault(row["phase"], {"psnr": [], "ssim": []})
+            phase["psnr"].append(float(row["psnr"]))
+            phase["ssim"].append(float(row["ssim"]))
+    return by_phase, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=16)
+    parser.add_argument("--steps", default="{WI: 300, Mkn: 300}")
+    parser.add_argument("--networks", nargs="+", default=["mse", "vgg16-random", "discriminator"])
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    args = parser.parse_args()
+    photos = held_out_photos(args.count, 0.05, args.photos)
+    print(f"{len(photos)} held-out photos, steps {args.steps}\n")
+    print("| perceptual network | W+ PSNR dB | W+ SSIM | final PSNR dB | final SSIM | wall s |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for network in args.networks:
+            recipe = recipe_without_percept(Path(tmp)) if network == "mse" else ROOT / "recipes" / "reconstruct.yaml"
+            phases, seconds = run(network, photos, args.steps, Path(tmp) / network, recipe)
+            cells = []
+            for phase in ("WI", "Mkn"):
+                p, s = phases[phase]["psnr"], phases[phase]["ssim"]
+                cells += [f"{statistics.mean(p):.2f} ± {statistics.pstdev(p):.2f}", f"{statistics.mean(s):.3f}"]
+            print(f"| {network} | {' | '.join(cells)} | {seconds:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Perceptual networks by name: what ``auto`` picks offline and online, discriminator features, new networks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from embedding import perceptual
+from embedding.checkpoints import save_discriminator, save_generator
+from embedding.module import EmbeddingModule
+from embedding.perceptual import DiscriminatorFeatures, NamedFeatures, PerceptualNetwork, Request, load_perceptual
+from embedding.phases import reconstruction_phases
+from embedding.vgg import VGG16Features, imagenet_cache_path
+
+
+@pytest.fixture
+def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A torch hub cache without the ImageNet VGG-16 file, and no download."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def no_download(*args, **kwargs):
+        raise OSError("no internet")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    return tmp_path / "hub"
+
+
+def test_auto_without_the_imagenet_file_uses_the_discriminator_and_says_so(empty_hub, caplog):
+    with caplog.at_level(logging.WARNING, logger="embedding.perceptual"):
+        net = load_perceptual("auto", Request("default"))
+    assert net.name == "discriminator" and net.source == "D of default"
+    assert "ImageNet VGG-16 file is not at" in caplog.text and "discriminator" in caplog.text
+
+
+def test_auto_takes_vgg16_when_its_file_is_there_and_random_only_when_asked(empty_hub, tmp_path):
+    state = VGG16Features().features.state_dict()
+    imagenet_cache_path().parent.mkdir(parents=True)
+    torch.save({"features." + k: v for k, v in state.items()}, imagenet_cache_path())
+    net = load_perceptual("auto", Request("default"))
+    assert (net.name, net.source) == ("vgg16", str(imagenet_cache_path()))
+    assert net.percept_layers == ("conv1_1", "conv1_2", "conv2_2", "conv3_3")
+    torch.save(state, tmp_path / "mine.pth")
+    assert load_perceptual("auto", Request(vgg_weights=str(tmp_path / "mine.pth"))).name == "vgg16"
+    assert load_perceptual("auto", Request(vgg_weights="random")).name == "vgg16-random"
+    with pytest.raises(ValueError, match="vgg16-random"):
+        load_perceptual("vgg16", Request(vgg_weights="random"))
+
+
+def test_vgg16_offline_error_says_what_works_offline(empty_hub):
+    with pytest.raises(FileNotFoundError, match="--model.perceptual discriminator"):
+        load_perceptual("vgg16", Request())
+
+
+def test_discriminator_features_are_its_block_outputs_at_its_input_size(tiny_discriminator):
+    features = DiscriminatorFeatures(tiny_discriminator)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    _, expected = tiny_discriminator.features(x)
+    got = features(x, features.layer_names)
+    assert list(got) == features.layer_names
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    assert list(features(x, ["b32"])) == ["b32"]  # runs only as deep as needed
+    assert features(torch.zeros(1, 3, 64, 64), ["b32"])["b32"].shape[-1] == 16  # resized to 32² first
+    with pytest.raises(ValueError, match="blocks are"):
+        features(x, ["conv1_1"])
+
+
+def test_discriminator_is_found_beside_the_generator_or_named(tiny_generator_file, tiny_discriminator):
+    with pytest.raises(ValueError, match="found no discriminator in .*tiny.pt.*--model.discriminator"):
+        load_perceptual("discriminator", Request(str(tiny_generator_file)))
+    # the project's format keeps one network per file: D is named on its own
+    d_file = save_discriminator(tiny_discriminator, tiny_generator_file.with_name("d.pt"))
+    net = load_perceptual("discriminator", Request(str(tiny_generator_file), discriminator=str(d_file)))
+    assert net.percept_layers == ("b32", "b16", "b8") and net.style_layers == ("b16",)
+    assert net.source == f"D of {d_file}"
+
+
+def test_unknown_network_lists_the_choices():
+    with pytest.raises(ValueError, match="auto, vgg16, discriminator, vgg16-random"):
+        load_perceptual("lpips", Request())
+
+
+def test_a_registered_network_is_a_choice_of_the_module(tiny_generator, tmp_path, monkeypatch):
+    """How the face descriptor plugs in: a function giving a list of feature maps."""
+    pool = nn.AvgPool2d(2)
+
+    def face_features(images: torch.Tensor) -> list[torch.Tensor]:
+        return [images, pool(images)]
+
+    def build(request: Request) -> PerceptualNetwork:
+        return PerceptualNetwork("face", NamedFeatures(face_features, pool), ("f0", "f1"), ("f1",), 1.0, "test")
+
+    monkeypatch.setitem(perceptual._BUILDERS, "face", build)
+    assert "face" in perceptual.names()
+    module = EmbeddingModule(str(save_generator(tiny_generator, tmp_path / "g.pt")), perceptual="face",
+                             steps={"WI": 1, "Mkn": 1})
+    assert module.latents_metadata("a")["perceptual"] == "face (test)"
+    x = torch.zeros(1, 3, 32, 32)
+    assert set(module.loss_fn.target_features(x)) == {"f0", "f1"}
+
+
+def test_no_perceptual_term_loads_no_network(tiny_generator_file):
+    phases = [p for p in reconstruction_phases() if not p.percept]
+    module = EmbeddingModule(str(tiny_generator_file), phases=phases, perceptual="discriminator")
+    assert module.perceptual is None and module.latents_metadata("a")["perceptual"] is None
