@@ -4,6 +4,7 @@
 |---|---|---|
 | ``vgg16`` | torchvision's ImageNet VGG-16, conv1_1, conv1_2, conv2_2, conv3_3 (the paper's) | the ImageNet file |
 | ``discriminator`` | every block of the generator's own discriminator (as Deep Generative Prior) | a D beside G |
+| ``face`` | the face descriptor's stem and four residual stages (dlib's ResNet, shipped) | nothing; faces only |
 | ``vgg16-random`` | VGG-16 with seeded random weights: a stand-in for tests, never a default | nothing |
 
 ``auto`` (the default) takes ``vgg16`` when the ImageNet file is present (or a VGG-16 file is
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 # perceptual term starts at 6% of the MSE term, as VGG-16's in the paper's units does (5%; measured with
 # random weights, the ImageNet file not being at hand).
 DISCRIMINATOR_FEATURE_SCALE = 30.0
+# The same balance for the face descriptor's maps, measured the same way (benchmarks/perceptual_networks.py).
+FACE_FEATURE_SCALE = 7.5
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,16 @@ def _discriminator(request: Request) -> PerceptualNetwork:
                              DISCRIMINATOR_FEATURE_SCALE, f"D of {source}")
 
 
+def _face(request: Request) -> PerceptualNetwork:
+    """The face descriptor's maps at 150² (35², 35², 17², 8², 2²); the 17² stage for style."""
+    from .faces.descriptor import face_features
+
+    layers = tuple(f"f{i}" for i in range(5))
+    return PerceptualNetwork("face", NamedFeatures(face_features), layers, ("f2",), FACE_FEATURE_SCALE,
+                             "face-api 1.7.15 face_recognition (shipped)")
+
+
 register("vgg16", _vgg16)
 register("discriminator", _discriminator)
+register("face", _face)
 register("vgg16-random", _vgg16_random)

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from embedding import perceptual
-from embedding.checkpoints import save_discriminator, save_generator
+from embedding.checkpoints import load_generator, save_discriminator, save_generator
+from embedding.losses import perceptual_loss
 from embedding.module import EmbeddingModule
 from embedding.perceptual import DiscriminatorFeatures, NamedFeatures, PerceptualNetwork, Request, load_perceptual
 from embedding.phases import reconstruction_phases
@@ -79,25 +80,25 @@ def test_discriminator_is_found_beside_the_generator_or_named(tiny_generator_fil
 
 
 def test_unknown_network_lists_the_choices():
-    with pytest.raises(ValueError, match="auto, vgg16, discriminator, vgg16-random"):
+    with pytest.raises(ValueError, match="auto, vgg16, discriminator, face, vgg16-random"):
         load_perceptual("lpips", Request())
 
 
 def test_a_registered_network_is_a_choice_of_the_module(tiny_generator, tmp_path, monkeypatch):
-    """How the face descriptor plugs in: a function giving a list of feature maps."""
+    """How a network plugs in: a function giving a list of feature maps."""
     pool = nn.AvgPool2d(2)
 
-    def face_features(images: torch.Tensor) -> list[torch.Tensor]:
+    def toy_features(images: torch.Tensor) -> list[torch.Tensor]:
         return [images, pool(images)]
 
     def build(request: Request) -> PerceptualNetwork:
-        return PerceptualNetwork("face", NamedFeatures(face_features, pool), ("f0", "f1"), ("f1",), 1.0, "test")
+        return PerceptualNetwork("toy", NamedFeatures(toy_features, pool), ("f0", "f1"), ("f1",), 1.0, "test")
 
-    monkeypatch.setitem(perceptual._BUILDERS, "face", build)
-    assert "face" in perceptual.names()
-    module = EmbeddingModule(str(save_generator(tiny_generator, tmp_path / "g.pt")), perceptual="face",
+    monkeypatch.setitem(perceptual._BUILDERS, "toy", build)
+    assert "toy" in perceptual.names()
+    module = EmbeddingModule(str(save_generator(tiny_generator, tmp_path / "g.pt")), perceptual="toy",
                              steps={"WI": 1, "Mkn": 1})
-    assert module.latents_metadata("a")["perceptual"] == "face (test)"
+    assert module.latents_metadata("a")["perceptual"] == "toy (test)"
     x = torch.zeros(1, 3, 32, 32)
     assert set(module.loss_fn.target_features(x)) == {"f0", "f1"}
 
@@ -106,3 +107,21 @@ def test_no_perceptual_term_loads_no_network(tiny_generator_file):
     phases = [p for p in reconstruction_phases() if not p.percept]
     module = EmbeddingModule(str(tiny_generator_file), phases=phases, perceptual="discriminator")
     assert module.perceptual is None and module.latents_metadata("a")["perceptual"] is None
+
+
+def test_face_network_compares_faces_through_the_shipped_descriptor():
+    """``face``: the descriptor's five maps, zero for the same face, larger for another, with gradients."""
+    net = load_perceptual("face", Request())
+    g = load_generator("default")
+    z = torch.randn(2, g.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        faces = g.synthesis(g.mapping(z, truncation_psi=0.7)).clamp(-1, 1)
+    feats = net.features(faces, net.percept_layers)
+    assert [tuple(feats[f"f{i}"].shape[-2:]) for i in range(5)] == [(35, 35), (35, 35), (17, 17), (8, 8), (2, 2)]
+    render = faces.flip(0).clone().requires_grad_(True)
+    loss = perceptual_loss(net.features(render, net.percept_layers), feats, layers=net.percept_layers)
+    same = perceptual_loss(feats, feats, layers=net.percept_layers)
+    assert (same == 0).all() and (loss > 0).all()
+    loss.sum().backward()
+    assert render.grad.abs().sum() > 0
+
