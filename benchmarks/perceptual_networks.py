@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--steps", default="{WI: 300, Mkn: 300}")
-    parser.add_argument("--networks", nargs="+", default=["mse", "vgg16-random", "discriminator"])
+    parser.add_argument("--networks", nargs="+", default=["mse", "vgg16-random", "face", "discriminator"])
     parser.add_argument("--photos", type=Path, default=PHOTOS)
     args = parser.parse_args()
     photos = held_out_photos(args.count, 0.05, args.photos)
