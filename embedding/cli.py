@@ -62,7 +62,7 @@ def usage() -> str:
         "commands:",
         *lines,
         "",
-        "Quick start: embed fit --config recipes/reconstruct.yaml --model.steps \"{WI: 100, Mkn: 100}\"",
+        "Quick start: embed fit --config recipes/reconstruct.yaml --model.steps \"{WI: 200, Mkn: 100}\"",
     ])
 
 

@@ -1,4 +1,4 @@
-"""``embed convert``: rewrite any loadable StyleGAN2 checkpoint in the project's format or rosinality's.
+"""embed convert: rewrite any loadable StyleGAN2 checkpoint in the project's format or rosinality's.
 
     embed convert network-snapshot.pkl ffhq.pt                   # project format: ffhq.pt + ffhq.json
     embed convert network-snapshot.pkl ffhq.pt --to rosinality   # {g_ema, latent_avg, d}, as convert_weight.py
