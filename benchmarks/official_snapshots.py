@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import io
 import pickle
 import pickletools
@@ -112,8 +113,13 @@ def snapshot_data(nets: dict) -> dict:
             else value for name, value in nets.items()}
 
 
-def strip_sources(blob: bytes) -> bytes:
-    """``blob`` with every stored module source replaced by ``SOURCE_STUB``, all other bytes unchanged.
+def module_sources(official: types.SimpleNamespace) -> set[str]:
+    """The text of each module whose source NVIDIA stores in the pickle (its network and augment modules)."""
+    return {inspect.getsource(module) for module in (official.networks, official.augment)}
+
+
+def strip_sources(blob: bytes, sources: set[str]) -> bytes:
+    """``blob`` with every stored module source (a string equal to one of ``sources``) replaced by ``SOURCE_STUB``.
 
     Pickle strings are length-prefixed and memo entries are numbered, not addressed, so replacing
     one string opcode leaves the stream valid once the length of the frame holding it (protocol 4+)
@@ -125,7 +131,7 @@ def strip_sources(blob: bytes) -> bytes:
     for opcode, value, pos in pickletools.genops(blob):
         if opcode.name == "FRAME":
             frames.append((pos, value))
-        elif opcode.name in _STRING_OPS and isinstance(value, str) and "persistence.persistent_class" in value:
+        elif opcode.name in _STRING_OPS and value in sources:
             end = pos + 1 + _STRING_OPS[opcode.name] + len(value.encode("utf-8"))
             edits.append((pos, end, stub_op))
     if not edits:
@@ -177,7 +183,7 @@ def write(official: types.SimpleNamespace, out: Path, name: str, protocol: int, 
     data = snapshot_data(nets)
     buffer = io.BytesIO()
     pickle.dump(data, buffer, protocol=protocol)
-    blob = strip_sources(buffer.getvalue()) if strip else buffer.getvalue()
+    blob = strip_sources(buffer.getvalue(), module_sources(official)) if strip else buffer.getvalue()
     out.mkdir(parents=True, exist_ok=True)
     pkl = out / f"{name}.pkl"
     pkl.write_bytes(blob)
