@@ -7,7 +7,7 @@ for inpainting the PSNR inside the hole.
 
     python benchmarks/dgp_heldout.py --count 8 --stage-steps 60
 
-Extra arguments after ``--`` go to every ``embed-dgp fit`` (e.g. ``-- --model.init_candidates 200``).
+Extra arguments after ``--`` go to every ``embed fit`` (e.g. ``-- --model.init_candidates 200``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from reconstruct_heldout import FACE_BOX, held_out_photos
 
-from embedding.dgp_cli import DGPCLI
+from embedding.fit_cli import EmbedCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"inpaint": "dgp_inpaint.yaml", "sr4": "dgp_super_resolve.yaml", "colorize": "dgp_colorize.yaml"}
@@ -41,7 +41,7 @@ def run(task: str, method: str, photos: list[Path], stage_steps: int, root: Path
     """One fit of ``task`` with ``method``; the mean final metrics and the time it took."""
     stages = ", ".join(f"s{i}: {stage_steps}" for i in range(1, 6))
     start = time.monotonic()
-    DGPCLI(args=["fit", "--config", str(ROOT / "recipes" / TASKS[task]),
+    EmbedCLI(args=["fit", "--config", str(ROOT / "recipes" / TASKS[task]),
                  "--data.images", json.dumps([str(p) for p in photos]), "--data.crop", str(FACE_BOX),
                  "--data.batch_size", str(len(photos)),
                  "--model.steps", f"{{{stages}}}", "--trainer.default_root_dir", str(root),
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--stage-steps", type=int, default=60, help="steps of each of the 5 stages")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--run", default=None, help="folder for the run folders (default: a temporary one)")
-    parser.add_argument("embed_args", nargs="*", help="extra `embed-dgp fit` arguments (after --)")
+    parser.add_argument("embed_args", nargs="*", help="extra `embed fit` arguments (after --)")
     args = parser.parse_args()
     photos = held_out_photos(args.count, args.holdout_fraction)
     results = {}

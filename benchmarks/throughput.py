@@ -4,8 +4,8 @@ One step is ``EmbeddingModule.training_step`` itself, run without a Trainer: ``r
 synthesis network from per-image W+ and noise maps), ``per_image_loss`` (Eq. 1 of the chosen
 phase: WI = pixel MSE + VGG-16 perceptual, moving W+; Mkn = MSE only, moving the noise maps),
 backward of the summed per-image losses, the per-image failure checks and the phase's Adam step.
-The group's parameters come from ``start_group`` and the optimiser from ``enter_phase`` +
-``Phase.make_optimizer``, as the ``PhaseSchedule`` callback sets them up, on a synthetic batch
+The group's parameters come from ``start_group`` and the optimiser from ``switch_phase``, as the
+module's own ``on_train_batch_start`` sets them up in a run, on a synthetic batch
 (random targets in [-1, 1], all-ones masks). Only logging is left out.
 
 For every group size the table gives the median seconds per step over ``--steps`` timed steps
@@ -193,7 +193,7 @@ class Stepper:
         self.module, self.batch = module, batch
         self.phase = module.schedule.phases[0]
         module.start_group(batch)
-        optimizer = self.phase.make_optimizer(module.enter_phase(self.phase, batch))
+        optimizer = module.switch_phase(batch)
         device = module.device
         self.autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
         scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None

@@ -1,11 +1,13 @@
-"""Lightning callbacks of the embedding runs: phases, metrics, TensorBoard images, results, progress."""
+"""Lightning callbacks of the fitting runs: checkpoints, metrics, TensorBoard images, results, progress.
+
+They read a :class:`~embedding.fitting.FittingMethod` only through its ``progress``, ``view``,
+``result``, ``failed`` and ``group_state``; the method runs its own groups and phases.
+"""
 
 from .checkpoint import GroupCheckpoint
 from .images import TensorBoardImages
 from .metrics import EmbeddingMetrics
-from .phases import PhaseSchedule
 from .progress import EmbeddingProgressBar
 from .writer import ResultWriter
 
-__all__ = ["EmbeddingMetrics", "EmbeddingProgressBar", "GroupCheckpoint", "PhaseSchedule", "ResultWriter",
-           "TensorBoardImages"]
+__all__ = ["EmbeddingMetrics", "EmbeddingProgressBar", "GroupCheckpoint", "ResultWriter", "TensorBoardImages"]

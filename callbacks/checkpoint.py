@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
-import torch
 from lightning import Callback, LightningModule, Trainer
 
-from embedding.run_folder import RunFolder, atomic_write
+from embedding.resume import ResumeStore
 
 log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -76,25 +75,24 @@ class GroupCheckpoint(Callback):
         """A signal received during the last step: checkpoint the unfinished group and stop."""
         if self._signum is None:
             return
-        if 0 < pl_module.group_step < pl_module.steps_per_group:
+        progress = pl_module.progress
+        if 0 < progress.step < progress.total:
             path = self._save(trainer, pl_module)
             log.warning("%s: checkpoint of %s at step %d in %s", Interrupted(self._signum),
-                        ", ".join(pl_module.group_stems), pl_module.group_step, path)
+                        ", ".join(progress.stems), progress.step, path)
         raise Interrupted(self._signum)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: dict,
                            batch_idx: int) -> None:
-        path = RunFolder(trainer.default_root_dir).resume_path(pl_module.group_stems)
-        if pl_module.group_step >= pl_module.steps_per_group:
-            path.unlink(missing_ok=True)
+        progress = pl_module.progress
+        if progress.finished:
+            ResumeStore(trainer.default_root_dir).delete(progress.stems)
             self._last = time.monotonic()
-        elif self._due(pl_module.group_step):
+        elif self._due(progress.step):
             self._save(trainer, pl_module)
 
     def _save(self, trainer: Trainer, pl_module: LightningModule) -> Path:
-        path = RunFolder(trainer.default_root_dir).resume_path(pl_module.group_stems)
-        state = pl_module.group_state()
-        atomic_write(path, lambda f: torch.save(state, f))
+        path = ResumeStore(trainer.default_root_dir).write(pl_module.group_state())
         self._last = time.monotonic()
         return path
 

@@ -13,6 +13,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from embedding.faces.descriptor import identity_distance
 from embedding.faces.landmarks import landmark_error
+from embedding.resume import ResumeStore
 from embedding.run_folder import RunFolder, atomic_write
 
 COLUMNS = ["image", "phase", "step", "psnr", "ssim", "psnr_masked", "ssim_masked", "identity", "landmark_error"]
@@ -60,26 +61,29 @@ class EmbeddingMetrics(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: dict,
                            batch_idx: int) -> None:
-        phase = pl_module.schedule.ended_at(pl_module.group_step)
-        if phase is None:
+        progress = pl_module.progress
+        if progress.ended is None:
             return
         failed = pl_module.failed
-        # A module may say what to compare (DGP: the restored image, masked metrics inside the holes).
-        measure_inputs = getattr(pl_module, "measure_inputs", None)
-        render, batch = measure_inputs(batch) if measure_inputs else (pl_module.current_render(), batch)
-        rows = [row for row in self.measure(render, batch, phase.name, pl_module.group_step, self.identity)
+        view = pl_module.view(batch)
+        rows = [row for row in self.measure(view.compared, view.reference, view.measure_mask, progress.stems,
+                                            progress.ended, progress.step, self.identity)
                 if row["image"] not in failed]
         if trainer.logger is not None:
             for row in rows:
-                values = {f"{key}/{phase.name}/{row['image']}": float(row[key]) for key in COLUMNS[3:] if row[key]}
+                values = {f"{key}/{progress.ended}/{row['image']}": float(row[key]) for key in COLUMNS[3:] if row[key]}
                 trainer.logger.log_metrics(values, step=trainer.global_step)
         self._append(RunFolder(trainer.default_root_dir), rows)
 
     @staticmethod
     @torch.no_grad()
-    def measure(render: torch.Tensor, batch: dict, phase: str, step: int, identity: bool = False) -> list[dict]:
-        """One row per image of the batch (face columns only with ``identity``)."""
-        target, mask = batch["image"].float(), batch["mask"].float()
+    def measure(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, stems: list[str], phase: str,
+                step: int, identity: bool = False) -> list[dict]:
+        """One row per image: ``render`` against ``target``, masked columns where ``mask`` has holes.
+
+        Face columns only with ``identity``.
+        """
+        target, mask = target.float(), mask.float()
         render = render.float().clamp(-1, 1)
         values = {"psnr": psnr(render, target), "ssim": ssim(render, target)}
         if identity:
@@ -90,7 +94,7 @@ class EmbeddingMetrics(Callback):
             values["psnr_masked"] = psnr(render, target, mask)
             values["ssim_masked"] = ssim(render, target, mask)
         rows = []
-        for i, stem in enumerate(batch["stem"]):
+        for i, stem in enumerate(stems):
             row = {"image": stem, "phase": phase, "step": step}
             for key in COLUMNS[3:]:
                 shown = key in values and (masked[i] or not key.endswith("_masked"))
@@ -115,7 +119,7 @@ class EmbeddingMetrics(Callback):
             return
         with open(folder.metrics_csv, newline="") as f:
             rows = list(csv.DictReader(f))
-        resumed = folder.resume_steps()
+        resumed = ResumeStore(folder.root).steps_done()
         kept = [r for r in rows if folder.is_done(r["image"]) or int(r["step"]) <= resumed.get(r["image"], -1)]
         if len(kept) == len(rows):
             return

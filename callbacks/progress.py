@@ -12,10 +12,9 @@ class EmbeddingProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
-        phase = pl_module.phase
-        if phase is not None:
-            start = sum(p.steps for p in pl_module.schedule.phases[: pl_module.schedule.phases.index(phase)])
-            metrics["phase"] = f"{phase.name} {pl_module.group_step - start}/{phase.steps}"
-            stems = pl_module.group_stems
+        progress = pl_module.progress
+        if progress.phase is not None:
+            metrics["phase"] = f"{progress.phase} {progress.phase_step}/{progress.phase_steps}"
+            stems = progress.stems
             metrics["images"] = stems[0] if len(stems) == 1 else f"{stems[0]}..{stems[-1]} ({len(stems)})"
         return metrics

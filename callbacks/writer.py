@@ -3,7 +3,8 @@
 Per image ``<stem>``: ``images/<stem>.<phase>.png`` at the end of each phase, then
 ``images/<stem>.png``, ``latents/<stem>.npz`` (NVIDIA's ``w`` layout) and, last,
 ``latents/<stem>.pt`` (the :class:`~embedding.latents.Latents` record: W+, noise maps, metadata
-to re-render and, for DGP, the weight difference written just before it). The ``.pt`` file
+to re-render and, for methods that tune the generator (DGP), the weight difference written
+just before it in ``generators/<stem>.pt``). The ``.pt`` file
 marks the image as finished: a rerun of the same recipe on the same folder skips it.
 """
 
@@ -15,7 +16,8 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from PIL import Image
 
-from embedding.latents import Latents
+from embedding.fitting import FitResult
+from embedding.resume import ResumeStore
 from embedding.run_folder import RunFolder, atomic_write
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class ResultWriter(Callback):
         """Remove what a killed run left behind (no process writes yet: Lightning holds them all here)."""
         if trainer.is_global_zero:
             RunFolder(trainer.default_root_dir).remove_leftovers()
+            ResumeStore(trainer.default_root_dir).remove_stale()
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Refuse to start in a run folder that cannot be written, before any work is done."""
@@ -58,35 +61,33 @@ class ResultWriter(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: dict,
                            batch_idx: int) -> None:
-        phase = pl_module.schedule.ended_at(pl_module.group_step)
-        if phase is None:
+        progress = pl_module.progress
+        if progress.ended is None:
             return
         folder = RunFolder(trainer.default_root_dir)
-        render = pl_module.current_render()
-        last = pl_module.group_step == pl_module.steps_per_group
+        images = pl_module.view(batch).images
         failed = pl_module.failed
-        for i, stem in enumerate(pl_module.group_stems):
+        for i, stem in enumerate(progress.stems):
             if stem in failed:
                 continue
             try:
-                save_png(folder.image_path(stem, phase.name), render[i])
-                if last:
-                    self.write_image(folder, pl_module, i, stem, render[i])
+                save_png(folder.image_path(stem, progress.ended), images[i])
+                if progress.finished:
+                    self.write_image(folder, stem, images[i], pl_module.result(i))
                     self.finished.append(stem)
             except OSError as e:
                 pl_module.mark_failed(stem, f"could not write its results: {e}")
                 log.error("%s: could not write its results: %s", stem, e)
 
     @staticmethod
-    def write_image(folder: RunFolder, pl_module: LightningModule, i: int, stem: str, render: torch.Tensor) -> None:
-        """Final render, NVIDIA-layout ``.npz``, extras and, last, the ``.pt`` that marks ``stem`` finished."""
-        save_png(folder.image_path(stem), render)
-        record = Latents(pl_module.w_plus[i].detach().float().cpu(),
-                         [n[i : i + 1].detach().float().cpu() for n in pl_module.noise],
-                         pl_module.latents_metadata(stem))
+    def write_image(folder: RunFolder, stem: str, image: torch.Tensor, result: FitResult) -> None:
+        """Final render, NVIDIA-layout ``.npz``, a tuned generator's weights and, last, the ``.pt`` marking it done."""
+        save_png(folder.image_path(stem), image)
+        record = result.latents
         record.save_npz(folder.npz_path(stem))
-        write_extra = getattr(pl_module, "write_extra", None)  # DGP: the fine-tuned generator's weight difference
-        if write_extra is not None:
-            record.weight_diff = write_extra(folder, i, stem)
+        if result.generator_diff is not None:
+            path = folder.generator_diff_path(stem)
+            atomic_write(path, lambda f: torch.save(result.generator_diff, f))
+            record.weight_diff = path
         record.save(folder.latents_path(stem))
         log.info("finished %s", stem)

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
 
+from embedding.resume import ResumeStore
 from embedding.run_folder import RunFolder
 
 from .images import ImageFolderDataset
@@ -91,7 +92,7 @@ class EmbeddingDataModule(LightningDataModule):
             edits by scribbles: the scribbled image is fitted, the input becomes ``second`` and the
             strokes the mask.
         batch_size: images fitted together (one group).
-        resolution: side of the square targets; None takes ``generator.resolution`` of the module.
+        resolution: side of the square targets; None takes the module's ``target_resolution``.
         skip_done: leave out images whose results are already in the run folder (``default_root_dir``).
         num_workers: DataLoader worker processes.
         align: ``"ffhq"`` FFHQ-aligns each photo's best face on the fly (detector + landmarks from
@@ -151,7 +152,7 @@ class EmbeddingDataModule(LightningDataModule):
         """Read and check every input once; drop finished images when ``skip_done``."""
         if self.dataset is not None:
             return
-        resolution = self.resolution or self.trainer.lightning_module.generator.resolution
+        resolution = self.resolution or self.trainer.lightning_module.target_resolution
         skip = RunFolder(self.trainer.default_root_dir).is_done if self.skip_done else None
         self.dataset = ImageFolderDataset(
             self.images,
@@ -179,11 +180,11 @@ class EmbeddingDataModule(LightningDataModule):
 
     def _resumed_groups(self) -> dict[int, int]:
         """Group index → steps already done, for groups with a mid-group checkpoint in the run folder."""
-        folder = RunFolder(self.trainer.default_root_dir)
+        store = ResumeStore(self.trainer.default_root_dir)
         stems = [stem for stem, _ in self.dataset.items]
         done = {}
         for g in range(0, len(stems), self.batch_size):
-            state = folder.read_resume(stems[g : g + self.batch_size])
+            state = store.read(stems[g : g + self.batch_size])
             if state is not None:
                 done[g // self.batch_size] = state["group_step"]
         return done

@@ -12,6 +12,7 @@ _EXPORTS = {
     "CheckpointError": ".checkpoints", "load_discriminator": ".checkpoints", "load_generator": ".checkpoints",
     "save_discriminator": ".checkpoints", "save_generator": ".checkpoints",
     "Discriminator": ".generators", "Generator": ".generators",
+    "FitResult": ".fitting", "FittingMethod": ".fitting", "GroupView": ".fitting", "Latents": ".latents",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,13 +1,14 @@
 """The ``embed`` command: one entry point, one line of help per subcommand, each imported only when run.
 
-    embed fit --config recipes/reconstruct.yaml     # fit a recipe (embedding.fit_cli)
+    embed fit --config recipes/reconstruct.yaml     # fit a recipe, any method (embedding.fit_cli)
+    embed fit --config recipes/dgp_colorize.yaml    # DGP: the recipe names model.class_path
     embed edit morph A.pt B.pt                      # edit fitted codes (embedding.edit_cli)
-    embed dgp fit --config recipes/dgp_colorize.yaml
     embed train fit --config recipes/train_generator.yaml
 
 A subcommand is a module with ``main(argv)``; it is listed only when its module exists,
 so a new one is a line in ``COMMANDS``. ``embed --help`` imports neither torch nor Lightning.
-``embed-dgp`` and ``embed-train`` remain as aliases of ``embed dgp`` and ``embed train``.
+Aliases kept for one release: ``embed dgp`` and ``embed-dgp`` (now ``embed fit`` and
+``embed edit jitter|morph``), ``embed-train`` (``embed train``).
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {
-    "fit": Command("embedding.fit_cli", "embed photos into the generator as a recipe says (W+ and noise), "
+    "fit": Command("embedding.fit_cli", "fit photos with the method a recipe names (W+ and noise embedding, DGP), "
                                         "e.g. --config recipes/reconstruct.yaml"),
     "edit": Command("embedding.edit_cli", "edit fitted codes: attribute transfer, activations, morphing, "
-                                          "style mixing, arithmetic"),
-    "dgp": Command("embedding.dgp_cli", "Deep Generative Prior: restore degraded photos by fine-tuning the generator; "
-                                        "jitter and morph its results"),
+                                          "jittering, style mixing, arithmetic"),
     "train": Command("embedding.train_cli", "train a StyleGAN2 from scratch on a folder of photos"),
     "convert": Command("embedding.checkpoints.convert", "rewrite a checkpoint (NVIDIA, rosinality, project) "
                                                         "in the project's or rosinality's format"),
     "align": Command("embedding.faces.align_cli", "align face photos the way the generator's training data was"),
+}
+ALIASES: dict[str, Command] = {
+    "dgp": Command("embedding.dgp_cli", "now embed fit (DGP recipes) and embed edit jitter|morph"),
 }
 
 
@@ -62,6 +64,8 @@ def usage() -> str:
         "commands:",
         *lines,
         "",
+        "aliases for one more release: " + "; ".join(f"embed {name}, {c.summary}" for name, c in ALIASES.items()),
+        "",
         "Quick start: embed fit --config recipes/reconstruct.yaml --model.steps \"{WI: 200, Mkn: 100}\"",
     ])
 
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> Any:
         print(usage())
         return None if argv else 2
     name, rest = argv[0], argv[1:]
-    commands = available()
+    commands = {**available(), **ALIASES}
     if name not in commands:
         print(f"embed: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2

@@ -3,16 +3,18 @@
     embed edit activation A.pt B.pt --layer b16.conv0 --op copy --mask right --out runs/edit
     embed edit transfer A.pt B.pt mouth.png --out runs/edit             # attribute transfer, layer 4
     embed edit morph A.pt B.pt --frames 8 [--mask box:0.2,0.5,0.8,0.9] --out runs/edit
+    embed edit jitter A.pt --count 8 --sigma 0.3 --out runs/edit      # random jittering (DGP)
     embed edit mix CONTENT.pt STYLE.pt --rows 4 --out runs/edit
     embed edit arithmetic BASE.pt SOURCE.pt TARGET.pt --strength 1 --out runs/edit
 
 Every subcommand also reads a recipe: ``embed edit morph --config recipes/morph.yaml``; latents
 files given after it replace the recipe's. The generator is the one recorded in the first
-latents file unless ``--generator`` names another. Results of DGP fits (``embed-dgp fit``) render
-with their own fine-tuned weights on top of it: ``morph`` moves the weights from A's to B's with
-the code, ``activation``/``transfer`` take each image's activations from its own generator and
-render the later layers with that of ``styles_from``, ``arithmetic`` renders with the base's,
-and ``mix`` refuses two codes of different fine-tuned generators.
+latents file unless ``--generator`` names another. Results of DGP fits render with their own
+fine-tuned weights on top of it: ``morph`` moves the weights from A's to B's with the code
+(so it ends on both fits), ``jitter`` renders with the fit's own weights, ``activation``/``transfer``
+take each image's activations from its own generator and render the later layers with that of
+``styles_from``, ``arithmetic`` renders with the base's, and ``mix`` refuses two codes of
+different fine-tuned generators.
 """
 
 from __future__ import annotations
@@ -193,18 +195,54 @@ def morph(
     code_a, code_b = edits.code_from(record_a, G), edits.code_from(record_b, G_b)
     images = edits.morph(G, code_a, code_b, frames, _mask(mask, G.resolution, mask_blur, invert_mask), G_b)
     stem = f"{code_a.name}~{code_b.name}" + (".masked" if mask else "")
+    return _write_frames(Path(out), stem, images, gif, frame_ms)
+
+
+def jitter(
+    latents: str,
+    count: int = 8,
+    sigma: float = 0.3,
+    seed: int = 0,
+    gif: bool = False,
+    frame_ms: int = 120,
+    generator: str | None = None,
+    out: str = "runs/edit",
+) -> Path:
+    """Random jittering (DGP): renders of the code with Gaussian noise on its W+, σ in units of W's spread.
+
+    A DGP fit renders with its own fine-tuned generator, and one fitted in W (``latent_space: w``)
+    gets the same noise on every row, so its variants stay in W.
+
+    Args:
+        latents: latents file of the embedded image.
+        count: number of variants.
+        sigma: noise scale, in units of W's per-channel standard deviation (0 gives the image itself).
+        seed: seed of the noise.
+        gif: also write an animated GIF of the variants.
+        frame_ms: GIF frame duration in milliseconds.
+        generator: the pretrained generator to render with (default: the one recorded in ``latents``).
+        out: output folder; variants go to ``<stem>.jitter/frame_NNN.png``, a strip to ``<stem>.jitter.png``.
+    """
+    ((record, G),) = _inputs([latents], generator)
+    code = edits.code_from(record, G)
+    variants = edits.jitter(G, code, count, sigma, seed, shared_rows=record.metadata.get("latent_space") == "w")
+    images = torch.cat([edits.render_codes(G, [v]) for v in variants])
+    return _write_frames(Path(out), f"{code.name}.jitter", images, gif, frame_ms)
+
+
+def _write_frames(out: Path, stem: str, images: torch.Tensor, gif: bool, frame_ms: int) -> Path:
+    """``<stem>/frame_NNN.png`` per image, a strip ``<stem>.png`` and, with ``gif``, ``<stem>.gif`` (there and back)."""
     for i, image in enumerate(images):
-        _write_image(Path(out) / stem / f"frame_{i:03d}.png", image)
-    strip = torch.cat(list(images), dim=-1)
-    _write_image(Path(out) / f"{stem}.png", strip)
+        _write_image(out / stem / f"frame_{i:03d}.png", image)
+    _write_image(out / f"{stem}.png", torch.cat(list(images), dim=-1))
     if gif:
         pictures = [to_pil(image) for image in images]
         loop = pictures + pictures[-2:0:-1]
-        path = Path(out) / f"{stem}.gif"
+        path = out / f"{stem}.gif"
         atomic_write(path, lambda f: loop[0].save(f, format="GIF", save_all=True, append_images=loop[1:],
                                                   duration=frame_ms, loop=0))
         log.info("wrote %s", path)
-    return Path(out) / f"{stem}.png"
+    return out / f"{stem}.png"
 
 
 def mix(content: str, style: str, rows: int = 4, generator: str | None = None, out: str = "runs/edit") -> Path:
@@ -252,7 +290,8 @@ def arithmetic(
     return path
 
 
-COMMANDS = {"activation": activation, "transfer": transfer, "morph": morph, "mix": mix, "arithmetic": arithmetic}
+COMMANDS = {"activation": activation, "transfer": transfer, "morph": morph, "jitter": jitter, "mix": mix,
+            "arithmetic": arithmetic}
 
 
 def main(args: list[str] | None = None) -> None:

@@ -4,13 +4,13 @@ Activation-tensor operations (Image2StyleGAN++ Sec. 5): render two codes, take b
 tensors at one layer, combine them (spatial copy under a mask, averaging, channel-wise copy) and
 render on from there; attribute-level feature transfer (Sec. 7.6) is the spatial copy at the
 fourth layer. Code arithmetic (Image2StyleGAN): morphing, masked morphing, style mixing by W+
-rows, expression transfer. Every function takes :class:`Code`s and returns images in [-1, 1].
+rows, expression transfer, and random jittering (DGP's: Gaussian noise on the fitted code).
+Every function takes :class:`Code`s and returns images in [-1, 1] or new codes.
 
 Codes of Deep Generative Prior fits each come with their own fine-tuned generator. The two-code
 edits then render each code's part with its own generator: an activation edit takes A's and B's
 activations from their own generators and renders the later layers with the generator of the
-code whose styles they use; a morph moves the weights from A's to B's along with the code, as
-``embed-dgp morph`` does.
+code whose styles they use; a morph moves the weights from A's to B's along with the code.
 """
 
 from __future__ import annotations
@@ -216,3 +216,26 @@ def add_difference(base: Code, source: Code, target: Code, strength: float = 1.0
     """Expression transfer: ``base + strength·(target − source)``, source and target being one person's two codes."""
     w = base.w_plus + strength * (target.w_plus - source.w_plus)
     return Code(w, list(base.noise), f"{base.name}+({target.name}-{source.name})")
+
+
+@torch.no_grad()
+def w_spread(generator: Generator, samples: int = 2000, seed: int = 0) -> Tensor:
+    """Per-channel standard deviation of W ``[w_dim]``, from mapped random z: the unit of jitter."""
+    device = generator.w_avg.device
+    z = torch.randn(samples, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    return generator.mapping(z, None)[:, 0].std(0)
+
+
+def jitter(generator: Generator, code: Code, count: int = 8, sigma: float = 0.3, seed: int = 0,
+           shared_rows: bool = False) -> list[Code]:
+    """``count`` variants of ``code``: Gaussian noise of σ (in units of W's spread) added to its W+.
+
+    With ``shared_rows`` every row gets the same noise (a code fitted in W stays in W). The noise
+    maps are kept, so σ = 0 gives the code itself.
+    """
+    if count < 1 or sigma < 0:
+        raise ValueError(f"jitter needs count ≥ 1 and sigma ≥ 0, got {count} and {sigma}")
+    num_ws, w_dim = code.w_plus.shape
+    eps = torch.randn(count, 1 if shared_rows else num_ws, w_dim, generator=torch.Generator().manual_seed(seed))
+    offsets = sigma * w_spread(generator).cpu() * eps
+    return [Code(code.w_plus + offsets[i], list(code.noise), f"{code.name}.jitter{i:02d}") for i in range(count)]

@@ -1,7 +1,10 @@
 """``embed fit --config recipes/<app>.yaml``: fit a recipe (LightningCLI).
 
-Beside the usual ``model``, ``data`` and ``trainer`` sections, a recipe configures the callbacks
-every embedding run has (``phase_schedule``, ``metrics``, ``images``, ``writer``, ``progress``).
+The recipe's ``model.class_path`` picks the fitting method, any
+:class:`~embedding.fitting.FittingMethod` (default: ``EmbeddingModule``, the W+ and noise
+embedding; DGP recipes name ``embedding.dgp.DGPModule``). Beside the usual ``model``, ``data``
+and ``trainer`` sections, a recipe configures the callbacks every fitting run has
+(``metrics``, ``images``, ``writer``, ``checkpoint``, ``progress``).
 The run folder is ``trainer.default_root_dir``; TensorBoard event files and the resolved
 ``config.yaml`` (a complete recipe that reruns the experiment) land there.
 
@@ -21,23 +24,17 @@ from pathlib import Path
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from callbacks import (
-    EmbeddingMetrics,
-    EmbeddingProgressBar,
-    GroupCheckpoint,
-    PhaseSchedule,
-    ResultWriter,
-    TensorBoardImages,
-)
+from callbacks import EmbeddingMetrics, EmbeddingProgressBar, GroupCheckpoint, ResultWriter, TensorBoardImages
 from callbacks.checkpoint import Interrupted
 from datamodules import EmbeddingDataModule, NoUsableImageError
 
 from .checkpoints import CheckpointError
-from .module import EmbeddingModule
+from .fitting import FittingMethod
 from .run_folder import RunFolder
 from .run_guard import RunFolderError, RunLock, check_recipe, recipe_settings
 
 log = logging.getLogger("embedding")
+DEFAULT_METHOD = "embedding.module.EmbeddingModule"
 
 TRAINER_DEFAULTS = {
     "max_epochs": 1,
@@ -50,18 +47,18 @@ TRAINER_DEFAULTS = {
 
 
 class EmbedCLI(LightningCLI):
-    """LightningCLI with the embedding's callbacks always present and TensorBoard writing into the run folder.
+    """LightningCLI with the fitting callbacks always present and TensorBoard writing into the run folder.
 
-    ``module_class`` is the LightningModule it fits (a subclass may set another one, e.g. DGP's).
+    The model is any ``FittingMethod`` named by ``model.class_path``; ``default_method`` is taken
+    when the recipe names none.
     """
 
-    module_class: type = EmbeddingModule
-
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, default_method: str = DEFAULT_METHOD, **kwargs) -> None:
         self._lock: RunLock | None = None
+        self.default_method = default_method
         try:
-            super().__init__(self.module_class, EmbeddingDataModule, trainer_defaults=TRAINER_DEFAULTS,
-                             save_config_kwargs={"overwrite": True}, **kwargs)
+            super().__init__(FittingMethod, EmbeddingDataModule, subclass_mode_model=True,
+                             trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True}, **kwargs)
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -72,7 +69,7 @@ class EmbedCLI(LightningCLI):
         return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(PhaseSchedule, "phase_schedule")
+        parser.set_defaults({"model": {"class_path": self.default_method}})
         parser.add_lightning_class_args(EmbeddingMetrics, "metrics")
         parser.add_lightning_class_args(TensorBoardImages, "images")
         parser.add_lightning_class_args(ResultWriter, "writer")
@@ -99,6 +96,16 @@ class EmbedCLI(LightningCLI):
                 init_args=Namespace(save_dir=config.trainer.default_root_dir, name="", version="",
                                     default_hp_metric=False))
 
+    def instantiate_classes(self) -> None:
+        """Build the method, data and trainer; an error of the method's own ``__init__`` is raised as itself.
+
+        The parser wraps it in a report of every class it tried for ``model`` (a subclass, or None).
+        """
+        try:
+            super().instantiate_classes()
+        except ValueError as e:
+            raise _raised_outside_the_parser(e) from None
+
     def _guard_run_folder(self, config: Namespace) -> None:
         """Lock the run folder and check its recipe, before anything is loaded or written.
 
@@ -108,7 +115,9 @@ class EmbedCLI(LightningCLI):
         if os.environ.get("LOCAL_RANK", "0") == "0":
             self._lock = RunLock(root)
             self._lock.acquire()
-        settings = recipe_settings(config.model.as_dict(), config.data.as_dict(), config.trainer.precision)
+        model = config.model.as_dict()
+        settings = recipe_settings(model["class_path"], model.get("init_args", {}), config.data.as_dict(),
+                                   config.trainer.precision)
         if check_recipe(root, settings):
             log.info("run folder %s holds results of this recipe: finished images are skipped and interrupted "
                      "groups resume from their checkpoints", root)
@@ -158,14 +167,27 @@ class EmbedCLI(LightningCLI):
         return next(i for i, c in enumerate(self.trainer.callbacks) if isinstance(c, cls))
 
 
-def main(argv: list[str]) -> None:
-    """``embed fit <argv>``; errors about inputs, checkpoints or the run folder end with a message, exit code 1."""
+def _raised_outside_the_parser(error: BaseException) -> BaseException:
+    """The first exception in ``error``'s chain of causes raised by code other than jsonargparse's (else ``error``)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        tb = cause.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None and not tb.tb_frame.f_globals.get("__name__", "").startswith("jsonargparse"):
+            return cause
+        cause = cause.__cause__
+    return error
+
+
+def main(argv: list[str], default_method: str = DEFAULT_METHOD) -> None:
+    """``embed fit <argv>``; errors about inputs, settings, checkpoints or the run folder end with a message, exit 1."""
     # Phases install their own optimisers, and the frozen generator and VGG stay in eval mode.
     warnings.filterwarnings("ignore", message=r".*configure_optimizers.*returned `None`")
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     try:
         sys.argv = ["embed", "fit", *argv]  # LightningCLI parses sys.argv, and reports its usage from it
-        EmbedCLI()
-    except (CheckpointError, NoUsableImageError, RunFolderError, OSError) as e:
+        EmbedCLI(default_method)
+    except (CheckpointError, NoUsableImageError, RunFolderError, OSError, ValueError) as e:
         log.error("%s", e)
         raise SystemExit(1) from e

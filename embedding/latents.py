@@ -79,11 +79,6 @@ class Latents:
         """The pretrained generator the code was fitted with (the embedded default when none is recorded)."""
         return self.metadata.get("generator") or DEFAULT_NAME
 
-    @property
-    def is_dgp(self) -> bool:
-        """Whether this is the result of a Deep Generative Prior fit (``embed-dgp fit``)."""
-        return self.metadata.get("method") == "dgp"
-
     @classmethod
     def load(cls, path: str | Path) -> Latents:
         """Read a project ``.pt`` record or an NVIDIA ``.npz`` (``w`` ``[1, num_ws, w_dim]``); errors name the file."""

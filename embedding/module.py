@@ -1,28 +1,26 @@
 """The embedding LightningModule: the W+ codes and noise maps of a group of images are its parameters.
 
 For every group of images the datamodule delivers, the module starts fresh parameters (one W+
-row block and one set of noise maps per image), and the ``PhaseSchedule`` callback walks it
-through the recipe's phases. The loss is Image2StyleGAN++ Eq. 1 computed per image and summed,
-so each image's gradient is exactly its own: fitting images together equals fitting each alone.
+row block and one set of noise maps per image) and walks them through the recipe's phases
+(the lifecycle of :class:`~embedding.fitting.FittingMethod`). The loss is Image2StyleGAN++ Eq. 1
+computed per image and summed, so each image's gradient is exactly its own: fitting images
+together equals fitting each alone.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import zlib
 from pathlib import Path
 from typing import Literal
 
 import torch
-from lightning import LightningModule
 from torch import nn
 
 from datamodules.masks import blur, dilate
 
 from .faces.descriptor import face_descriptors
-from .group_fitting import GroupFitting
+from .fitting import FitResult, FittingMethod
 from .latents import Latents, find_latents
 from .losses import EmbeddingLoss, identity_loss, latent_pull
 from .perceptual import PerceptualNetwork, Request, load_perceptual
@@ -32,7 +30,7 @@ Batch = dict
 log = logging.getLogger(__name__)
 
 
-class EmbeddingModule(GroupFitting, LightningModule):
+class EmbeddingModule(FittingMethod):
     """Fits W+ (and noise) to each target image with a frozen StyleGAN2, phase by phase.
 
     Args:
@@ -61,6 +59,8 @@ class EmbeddingModule(GroupFitting, LightningModule):
             depend on which images share a group.
     """
 
+    method_name = "embedding"
+
     def __init__(
         self,
         generator: str = "default",
@@ -80,8 +80,7 @@ class EmbeddingModule(GroupFitting, LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False
-        self._use_generator(generator)
+        self.use_generator(generator)
         self.schedule = Schedule(with_steps(phases or reconstruction_phases(), steps or {}))
         self.perceptual: PerceptualNetwork | None = None
         request = Request(generator, vgg_weights, vgg_resize, discriminator)
@@ -90,11 +89,7 @@ class EmbeddingModule(GroupFitting, LightningModule):
             raise ValueError("w_init/noise_init 'latents' needs `latents`: a folder or file of codes")
         self.w_plus: nn.Parameter | None = None
         self.noise = nn.ParameterList()
-        self._init_groups()
-        self.resume_state: dict | None = None
-        self.phase: Phase | None = None
         self._phase_targets: dict = {}
-        self._render_cache: tuple[int, torch.Tensor] | None = None
 
     def _build_loss(self, name: str, request: Request, percept: list[str] | None,
                     style: list[str] | None) -> EmbeddingLoss:
@@ -108,17 +103,12 @@ class EmbeddingModule(GroupFitting, LightningModule):
 
     # ---- groups and phases -------------------------------------------------------------------
 
-    def start_group(self, batch: Batch, resume: dict | None = None) -> None:
-        """Fresh parameters for the images of ``batch``: one W+ block and one set of noise maps each.
-
-        With ``resume``, a mid-group checkpoint of exactly these images, the group continues from
-        it (parameters, step, failures and, once its phase starts, the optimiser state).
-        """
+    def init_group(self, batch: Batch, resuming: bool) -> None:
+        """Fresh parameters for the images of ``batch``: one W+ block and one set of noise maps each."""
         size, res = tuple(batch["image"].shape[-2:]), self.generator.resolution
         if size != (res, res):
             raise ValueError(f"targets are {size[0]}×{size[1]} but the generator renders {res}×{res}; "
                              "leave data.resolution unset to match the generator")
-        self._begin_group(batch["stem"])
         streams = [self._stream(stem) for stem in self.group_stems]
         w = torch.stack([self._initial_w(stem, g) for stem, g in zip(self.group_stems, streams, strict=True)])
         noise = [torch.cat(maps) for maps in zip(*[self._initial_noise(stem, g)
@@ -127,62 +117,47 @@ class EmbeddingModule(GroupFitting, LightningModule):
         self.w_plus = nn.Parameter(w.to(self.device))
         self.noise = nn.ParameterList([nn.Parameter(n.to(self.device)) for n in noise])
         self.register_buffer("w_start", w.to(self.device).clone(), persistent=False)
-        self.phase = None
-        self._render_cache = None
-        self.resume_state = self._restore(resume)
+        self._phase_targets = {}
 
-    def _restore(self, state: dict | None) -> dict | None:
-        """Continue from a mid-group checkpoint of exactly these images, if one is given."""
-        if state is None or state["stems"] != self.group_stems:
-            return None
-        with torch.no_grad():
-            self.w_plus.copy_(state["w_plus"])
-            self.w_start.copy_(state["w_start"])
-            for n, saved in zip(self.noise, state["noise"], strict=True):
-                n.copy_(saved)
-        self._restore_progress(state)
-        return state
+    def group_parameters(self) -> dict[str, torch.Tensor]:
+        """W+ ``[B, num_ws, w_dim]`` and the noise maps ``[B, 1, r, r]``, in layer order."""
+        return {"w_plus": self.w_plus, **{f"noise.{i}": n for i, n in enumerate(self.noise)}}
 
-    def group_state(self) -> dict:
-        """Everything needed to continue this group later: parameters, step, optimiser state, failures."""
-        return {**self._progress(), "w_plus": self.w_plus.detach().cpu(), "w_start": self.w_start.cpu(),
-                "noise": [n.detach().cpu() for n in self.noise],
-                "y": self._phase_targets["y"].detach().cpu() if self.phase and self.phase.y == "render" else None}
+    def phase_state(self) -> dict:
+        """The phase's starting code w* and, for a ``"render"`` y, the render it started from."""
+        render_y = self.phase.y == "render"
+        return {"w_start": self.w_start.cpu(), "y": self._phase_targets["y"].detach().cpu() if render_y else None}
 
-    def enter_phase(self, phase: Phase, batch: Batch) -> list[torch.Tensor]:
+    def enter_phase(self, phase: Phase, batch: Batch, saved: dict | None) -> list[torch.Tensor]:
         """Make ``phase`` current and return the tensors its optimiser must move.
 
         The phase's starting code w* (what ``pull`` pulls toward) is the current W+, or the
-        checkpoint's when the phase resumes in its middle.
+        checkpoint's when the phase resumes in its middle (``saved``).
         """
-        resuming = self.resume_state is not None and self.resume_state["phase"] == phase.name
-        if not resuming:
-            self.w_start.copy_(self.w_plus.detach())
         if phase.uses_second and "second" not in batch:
             raise ValueError(f"phase {phase.name!r} uses the second image: give the datamodule `second`")
-        self.phase = phase
+        self.w_start.copy_(self.w_plus.detach() if saved is None else saved["w_start"])
         moving_w = phase.optimize == "w"
         self.w_plus.requires_grad_(moving_w)
         chosen = set(range(len(self.noise)) if phase.noise_maps is None else phase.noise_maps)
         for i, n in enumerate(self.noise):
             n.requires_grad_(not moving_w and i in chosen)
-        self._phase_targets = self._targets(phase, batch)
+        self._phase_targets = self._targets(phase, batch, None if saved is None else saved["y"])
         if moving_w:
             return [self.w_plus]
         return [n for n in self.noise if n.requires_grad]
 
-    def _targets(self, phase: Phase, batch: Batch) -> dict:
+    def _targets(self, phase: Phase, batch: Batch, saved_y: torch.Tensor | None) -> dict:
         """x, y, their VGG features, the masks and the W+ row mask of this phase, computed once.
 
-        A ``"render"`` y is the render at the start of the phase, taken from the checkpoint when
-        the phase resumes in its middle.
+        A ``"render"`` y is the render at the start of the phase (``saved_y`` when the phase
+        resumes in its middle).
         """
         x = batch[phase.x]
-        saved = self.resume_state
         if phase.y != "render":
             y = batch[phase.y]
-        elif saved is not None and saved["phase"] == phase.name and saved.get("y") is not None:
-            y = saved["y"].to(x.device)
+        elif saved_y is not None:
+            y = saved_y.to(x.device)
         else:
             y = self.current_render().detach()
         mask = blur(dilate(batch["mask"], phase.mask_dilate), phase.mask_blur)
@@ -205,16 +180,14 @@ class EmbeddingModule(GroupFitting, LightningModule):
     # ---- rendering and loss ------------------------------------------------------------------
 
     def render(self) -> torch.Tensor:
-        """The current images of the group, in [-1, 1] (not clamped, so gradients flow everywhere)."""
-        return self.generator.synthesis(self.w_plus, noise=list(self.noise))
+        """The current images of the group, in [-1, 1] (not clamped, so gradients flow everywhere).
 
-    @torch.no_grad()
-    def current_render(self) -> torch.Tensor:
-        """The render after the last step, in fp32, computed once per step."""
-        if self._render_cache is None or self._render_cache[0] != self.group_step:
-            with torch.autocast(self.device.type, enabled=False):
-                self._render_cache = (self.group_step, self.render().float())
-        return self._render_cache[1]
+        Under a variable mask wm only its rows carry gradients: the others enter as constants.
+        """
+        w, rows = self.w_plus, self._phase_targets.get("rows")
+        if rows is not None:
+            w = torch.where(rows.bool(), w, w.detach())
+        return self.generator.synthesis(w, noise=list(self.noise))
 
     def per_image_loss(self, render: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 1 (plus the optional pull toward the starting code) for each image: ``[B]`` and the terms."""
@@ -234,26 +207,18 @@ class EmbeddingModule(GroupFitting, LightningModule):
             total = total + phase.identity * terms["identity"]
         return total, terms
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        per_image, terms = self.per_image_loss(self.render())
-        active = self.backward_active(per_image, [self.w_plus, *self.noise])
-        if self._phase_targets["rows"] is not None:   # the variable mask wm
-            self.w_plus.grad.mul_(self._phase_targets["rows"])
-        self.finish_step(per_image, terms, active)
-        return per_image.detach()
-
     def _row_mask(self, phase: Phase) -> torch.Tensor:
         """1 for the W+ rows ``phase`` may move (wm), 0 elsewhere."""
         mask = torch.zeros(self.w_plus.shape[1], 1, device=self.device, dtype=self.w_plus.dtype)
         mask[resolve_rows(phase.w_rows, self.w_plus.shape[1])] = 1
         return mask
 
-    def latents_metadata(self, stem: str) -> dict:
-        """What a latents file records to re-render and rerun: generator, its hash, the recipe."""
-        recipe = json.dumps(dict(self.hparams), default=lambda o: dataclasses.asdict(o), sort_keys=True)
-        return {"stem": stem, "generator": self.generator_source, "generator_sha256": self.generator_sha256,
-                "resolution": self.generator.resolution, "recipe": recipe,
-                "perceptual": self.perceptual.describe() if self.perceptual else None}
+    def result(self, i: int) -> FitResult:
+        """Image ``i``'s W+ and noise maps, with what re-renders and reruns it."""
+        stem = self.group_stems[i]
+        meta = self.metadata(stem, perceptual=self.perceptual.describe() if self.perceptual else None)
+        return FitResult(Latents(self.w_plus[i].detach().float().cpu(),
+                                 [n[i : i + 1].detach().float().cpu() for n in self.noise], meta))
 
     # ---- initial values ----------------------------------------------------------------------
 

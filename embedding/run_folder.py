@@ -3,27 +3,21 @@
 Layout (per input image ``<stem>``)::
 
     latents/<stem>.pt     dict: w_plus [num_ws, w_dim], noise [maps], metadata
-    resume/<hash>.pt      the state of a group still being fitted (deleted when it finishes)
     latents/<stem>.npz    w as [1, num_ws, w_dim] (the layout NVIDIA's tools read)
     generators/<stem>.pt  DGP runs: the fine-tuned generator, as a difference from the pretrained one
     images/<stem>.png     final render; images/<stem>.<phase>.png per finished phase
     metrics.csv           image, phase, psnr, ssim (+ masked variants)
+    resume/<hash>.pt      the state of a group still being fitted (deleted when it finishes)
     events.out.tfevents*  TensorBoard
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
-
-import torch
-
-log = logging.getLogger(__name__)
 
 
 class RunFolder:
@@ -62,56 +56,15 @@ class RunFolder:
         name = f"{stem}.png" if phase is None else f"{stem}.{phase}.png"
         return self.images / name
 
-    def resume_path(self, stems: list[str]) -> Path:
-        """The mid-group checkpoint of exactly these images (named by a hash of their stems)."""
-        digest = hashlib.sha1("\n".join(stems).encode()).hexdigest()[:16]
-        return self.root / "resume" / f"{digest}.pt"
-
-    def read_resume(self, stems: list[str]) -> dict | None:
-        """The mid-group checkpoint of these images, or None; tensors are memory-mapped, not read."""
-        path = self.resume_path(stems)
-        if not path.is_file():
-            return None
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as e:  # a damaged checkpoint only costs the work since the group started
-            log.warning("ignoring unreadable checkpoint %s: %s", path, e)
-            return None
-        return state if state.get("stems") == stems else None
-
-    def resume_steps(self) -> dict[str, int]:
-        """Stem → steps already done, for every image of a group with a mid-group checkpoint.
-
-        A checkpoint of a group in which some image is already finished is left out: finished
-        images are skipped, so that group never runs again and its other images start afresh.
-        """
-        steps: dict[str, int] = {}
-        for path in sorted((self.root / "resume").glob("*.pt")):
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-                if not any(self.is_done(stem) for stem in state["stems"]):
-                    steps.update(dict.fromkeys(state["stems"], state["group_step"]))
-            except Exception as e:  # see read_resume
-                log.warning("ignoring unreadable checkpoint %s: %s", path, e)
-        return steps
+    @property
+    def resume(self) -> Path:
+        """Mid-group checkpoints (see :class:`embedding.resume.ResumeStore`)."""
+        return self.root / "resume"
 
     def remove_leftovers(self) -> list[Path]:
-        """Delete what a killed run left behind; return the paths.
-
-        That is the temporary files of interrupted writes (see ``atomic_write``) and the
-        checkpoints of groups in which some image is finished: finished images are skipped, so
-        such a group never runs again (see ``resume_steps``).
-        """
-        removed = [path for folder in (self.root, self.latents, self.images, self.generators,
-                                                self.root / "resume")
+        """Delete the temporary files of interrupted writes (see ``atomic_write``); return their paths."""
+        removed = [path for folder in (self.root, self.latents, self.images, self.generators, self.resume)
                    if folder.is_dir() for path in folder.glob(".*.tmp")]
-        for path in sorted((self.root / "resume").glob("*.pt")):
-            try:
-                stems = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["stems"]
-            except Exception:  # see read_resume
-                continue
-            if any(self.is_done(stem) for stem in stems):
-                removed.append(path)
         for path in removed:
             path.unlink(missing_ok=True)
         return removed

@@ -33,10 +33,11 @@ class RunFolderError(RuntimeError):
     """The run folder cannot be used by this run; the message says why and what to do."""
 
 
-def recipe_settings(model: dict[str, Any], data: dict[str, Any], precision: Any) -> dict[str, Any]:
-    """The settings a run's results depend on: the model section, the data section's result-shaping keys, precision."""
+def recipe_settings(method: str, model: dict[str, Any], data: dict[str, Any], precision: Any) -> dict[str, Any]:
+    """The settings a run's results depend on: the fitting method and its arguments, the data section's
+    result-shaping keys, precision."""
     shaping = {k: v for k, v in data.items() if k not in NOT_IN_FINGERPRINT}
-    settings = {"model": model, "data": shaping, "precision": precision}
+    settings = {"method": method, "model": model, "data": shaping, "precision": precision}
     return json.loads(json.dumps(settings, sort_keys=True, default=str))
 
 
@@ -54,6 +55,8 @@ def check_recipe(root: Path, settings: dict[str, Any]) -> bool:
     path = root / RECIPE_FILE
     if path.is_file():
         recorded = json.loads(path.read_text())
+        if "method" not in recorded["settings"]:  # folders of the releases whose command chose the method
+            settings = {k: v for k, v in settings.items() if k != "method"}
         if recorded["fingerprint"] == fingerprint(settings):
             return True
         changed = ", ".join(_changed(recorded["settings"], settings)) or "the recipe"

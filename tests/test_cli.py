@@ -90,10 +90,11 @@ def test_print_config_gives_a_recipe_that_reruns(tiny_generator_file, photos, tm
            str(tiny_generator_file), "--data.images", str(photos), "--model.steps", "{WI: 3, Mkn: 2}",
            "--print_config"]
     printed = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    recipe = yaml.safe_load(printed)
-    assert [p["name"] for p in recipe["model"]["phases"]] == ["WI", "Mkn"]
-    assert recipe["model"]["phases"][1]["lr"] == 5.0
-    assert recipe["model"]["steps"] == {"WI": 3, "Mkn": 2}
+    model = yaml.safe_load(printed)["model"]
+    assert model["class_path"] == "embedding.module.EmbeddingModule"  # the printed recipe names its method
+    assert [p["name"] for p in model["init_args"]["phases"]] == ["WI", "Mkn"]
+    assert model["init_args"]["phases"][1]["lr"] == 5.0
+    assert model["init_args"]["steps"] == {"WI": 3, "Mkn": 2}
     saved = tmp_path / "recipe.yaml"
     saved.write_text(printed)
     root = tmp_path / "rerun"

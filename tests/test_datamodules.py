@@ -270,10 +270,8 @@ def test_group_repeat_sampler_order() -> None:
 
 
 def fake_trainer(root: Path, resolution: int = R, steps: int = 3) -> types.SimpleNamespace:
-    """What the datamodule reads from its trainer: run folder, module attributes, rank."""
-    module = types.SimpleNamespace(
-        generator=types.SimpleNamespace(resolution=resolution), steps_per_group=steps
-    )
+    """What the datamodule reads from its trainer: run folder, the method's image size and steps, rank."""
+    module = types.SimpleNamespace(target_resolution=resolution, steps_per_group=steps)
     return types.SimpleNamespace(
         default_root_dir=str(root), lightning_module=module, global_rank=0, world_size=1
     )
@@ -328,10 +326,10 @@ def test_all_done_gives_an_empty_loader_and_fit_returns(tmp_path: Path) -> None:
 
     class Module(pl.LightningModule):
         steps_per_group = 5
+        target_resolution = 16
 
         def __init__(self) -> None:
             super().__init__()
-            self.generator = types.SimpleNamespace(resolution=16)
             self.w = torch.nn.Parameter(torch.zeros(1))
             self.steps_run = 0
 

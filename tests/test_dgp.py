@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from embedding.checkpoints import save_discriminator
+from embedding.cli import main as embed
 from embedding.degradations import (
     LUMA_601,
     Downsample,
@@ -23,9 +24,10 @@ from embedding.degradations import (
     resize_lanczos,
     rgb_to_lab,
 )
-from embedding.dgp import DGPModule, Stage, jitter, load_fit, morph
-from embedding.dgp_cli import DGPCLI, main
-from embedding.latents import Latents
+from embedding.dgp import DGPModule, Stage
+from embedding.dgp_cli import main as embed_dgp
+from embedding.fit_cli import EmbedCLI
+from embedding.latents import Latents, render_latents
 from tests.photos import PHOTOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,12 +134,11 @@ def make_batch(stems: list[str], seed: int = 0) -> dict:
 
 
 def fit(module: DGPModule, batch: dict, steps: int) -> None:
-    """Run ``steps`` optimisation steps the way ``PhaseSchedule`` and Lightning would."""
+    """Run ``steps`` optimisation steps the way the module's lifecycle and Lightning would."""
     module.start_group(batch)
+    optimizer = None
     for _ in range(steps):
-        stage = module.schedule.phase_at(module.group_step)
-        if stage is not module.phase:
-            optimizer = stage.make_optimizer(module.enter_phase(stage, batch))
+        optimizer = module.switch_phase(batch) or optimizer
         loss, _ = module.per_image_loss(module.render())
         optimizer.zero_grad()
         loss.sum().backward()
@@ -178,7 +179,7 @@ def test_colorization_result_keeps_the_inputs_lightness(networks):
     module = make_module(networks)
     batch = make_batch(["a", "b"])
     fit(module, batch, 2)
-    torch.testing.assert_close(lightness(module.current_render()), lightness(grayscale(batch["image"])),
+    torch.testing.assert_close(lightness(module.view(batch).images), lightness(grayscale(batch["image"])),
                                atol=1e-3, rtol=0)
 
 
@@ -210,7 +211,7 @@ def photos(tmp_path: Path) -> Path:
 
 
 def run_dgp(networks, photos: Path, root: Path, recipe: str, *extra: str) -> None:
-    DGPCLI(args=["fit", "--config", str(ROOT / "recipes" / recipe), "--model.generator", networks[0],
+    EmbedCLI(args=["fit", "--config", str(ROOT / "recipes" / recipe), "--model.generator", networks[0],
                  "--model.discriminator", networks[1], "--model.init_candidates", "8",
                  "--model.steps", "{s1: 2, s2: 2, s3: 1, s4: 1, s5: 2}", "--data.images", str(photos),
                  "--data.batch_size", "2", "--trainer.default_root_dir", str(root),
@@ -229,9 +230,7 @@ def test_recipe_end_to_end_follows_the_run_folder_contract(networks, photos, tmp
             np.testing.assert_allclose(npz["w"][0], record["w_plus"].numpy())
         assert all((root / "images" / f"{stem}.{s}.png").is_file() for s in ("s1", "s2", "s3", "s4", "s5"))
         # the weight difference re-renders the saved result
-        generator, w_plus, _ = load_fit(root / "latents" / f"{stem}.pt")
-        with torch.no_grad():
-            again = generator.synthesis(w_plus[None], noise_mode="const")[0].clamp(-1, 1)
+        again = render_latents(root / "latents" / f"{stem}.pt")[0].clamp(-1, 1)
         saved = torch.from_numpy(np.array(Image.open(root / "images" / f"{stem}.png"))).permute(2, 0, 1)
         assert (((again + 1) * 127.5).round() - saved.float()).abs().max() <= 1
     with open(root / "metrics.csv", newline="") as f:
@@ -245,18 +244,12 @@ def test_recipe_end_to_end_follows_the_run_folder_contract(networks, photos, tmp
     with open(root / "metrics.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
 
-    # morph endpoints reproduce the two fits; jitter with σ = 0 is the fit
+    # the earlier command still jitters and morphs, as embed edit does
     a, b = root / "latents" / "000002.pt", root / "latents" / "000058.pt"
-    frames = morph(a, b, steps=3)
-    for path, frame in ((a, frames[0]), (b, frames[-1])):
-        generator, w_plus, _ = load_fit(path)
-        with torch.no_grad():
-            torch.testing.assert_close(frame, generator.synthesis(w_plus[None], noise_mode="const")[0])
-    torch.testing.assert_close(jitter(a, count=2, sigma=0.0)[1], frames[0])
-    assert not torch.allclose(jitter(a, count=2, sigma=0.5)[0], frames[0])
-    main(["morph", str(a), str(b), "--steps", "3", "--out", str(tmp_path / "morph")])
-    main(["jitter", str(a), "--count", "2", "--out", str(tmp_path / "jitter")])
-    assert (tmp_path / "morph" / "grid.png").is_file() and (tmp_path / "jitter" / "000002.jitter01.png").is_file()
+    embed_dgp(["morph", str(a), str(b), "--steps", "3", "--out", str(tmp_path / "morph")])
+    embed_dgp(["jitter", str(a), "--count", "2", "--out", str(tmp_path / "jitter")])
+    assert len(list((tmp_path / "morph" / "000002~000058").glob("frame_*.png"))) == 3
+    assert len(list((tmp_path / "jitter" / "000002.jitter").glob("frame_*.png"))) == 2
 
 
 def test_colorize_and_super_resolve_recipes_run(networks, photos, tmp_path, tiny_generator):
@@ -277,9 +270,21 @@ def test_colorize_and_super_resolve_recipes_run(networks, photos, tmp_path, tiny
     assert (got - want).abs().mean() < 1.0  # 8-bit PNGs; the exact check is above
 
 
+def test_the_earlier_command_fits_a_recipe_that_names_no_method(networks, photos, tmp_path):
+    recipe = tmp_path / "earlier.yaml"  # a DGP recipe as embed-dgp took them: the model's arguments only
+    recipe.write_text(f"model:\n  generator: {networks[0]}\n  discriminator: {networks[1]}\n"
+                      "  degradations: [grayscale]\n  init_candidates: 2\n"
+                      "  stages: [{name: s1, steps: 2, blocks: 1}]\n")
+    root = tmp_path / "run"
+    embed_dgp(["fit", "--config", str(recipe), "--data.images", str(photos / "000002.jpg"),
+               "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"])
+    assert Latents.load(root / "latents" / "000002.pt").metadata["method"] == "dgp"
+    assert (root / "generators" / "000002.pt").is_file()
+
+
 def test_unknown_degradation_is_a_clear_error(networks, photos, tmp_path, caplog):
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(ROOT / "recipes" / "dgp_colorize.yaml"), "--model.generator", networks[0],
+        embed(["fit", "--config", str(ROOT / "recipes" / "dgp_colorize.yaml"), "--model.generator", networks[0],
               "--model.discriminator", networks[1], "--model.degradations", "[sharpen]",
               "--data.images", str(photos), "--trainer.default_root_dir", str(tmp_path / "run")])
     assert "unknown degradation 'sharpen'" in caplog.text
@@ -303,15 +308,15 @@ def test_an_interrupted_fit_resumes_from_its_checkpoint_to_the_same_result(netwo
 
 
 def test_degraded_inputs_low_resolution_photos(networks, photos, tmp_path, tiny_generator, caplog):
-    root = tmp_path / "lr"
-    run_dgp(networks, photos, root, "dgp_super_resolve.yaml", "--model.degraded_inputs", "true",
-            "--data.resolution", str(tiny_generator.resolution // 4))
+    root = tmp_path / "lr"  # the photos are read at the size the method asks for: φ's output, 8²
+    run_dgp(networks, photos, root, "dgp_super_resolve.yaml", "--model.degraded_inputs", "true")
     saved = Image.open(root / "images" / "000002.png")
     assert saved.size == (tiny_generator.resolution, tiny_generator.resolution)
     with open(root / "metrics.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == len(STEMS) * 5  # φ(result) against the low-resolution input
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(ROOT / "recipes" / "dgp_super_resolve.yaml"), "--model.generator", networks[0],
+        embed(["fit", "--config", str(ROOT / "recipes" / "dgp_super_resolve.yaml"), "--model.generator", networks[0],
               "--model.discriminator", networks[1], "--model.degraded_inputs", "true", "--data.images", str(photos),
-              "--trainer.default_root_dir", str(tmp_path / "bad"), "--trainer.enable_progress_bar", "false"])
+              "--data.resolution", str(tiny_generator.resolution), "--trainer.default_root_dir", str(tmp_path / "bad"),
+              "--trainer.enable_progress_bar", "false"])
     assert f"set data.resolution to {tiny_generator.resolution // 4}" in caplog.text

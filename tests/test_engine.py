@@ -7,7 +7,7 @@ import torch
 from lightning import Trainer
 from torch.utils.data import DataLoader
 
-from callbacks import EmbeddingMetrics, PhaseSchedule, ResultWriter
+from callbacks import EmbeddingMetrics, ResultWriter
 from callbacks.metrics import psnr
 from datamodules.embedding import GroupRepeatSampler, collate
 from embedding.checkpoints import save_generator
@@ -28,7 +28,7 @@ def fit(module: EmbeddingModule, items: list[dict], root, batch_size: int = 1) -
     loader = DataLoader(items, batch_sampler=sampler, collate_fn=collate)
     trainer = Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
                       enable_model_summary=False, default_root_dir=root,
-                      callbacks=[PhaseSchedule(), EmbeddingMetrics(), ResultWriter()])
+                      callbacks=[EmbeddingMetrics(), ResultWriter()])
     trainer.fit(module, loader)
     return module
 

@@ -185,10 +185,10 @@ def test_datamodule_aligns_photos_on_the_fly(tmp_path: Path):
 def test_metrics_rows_carry_identity_and_landmark_error_when_asked():
     target = torch.cat([image("face0_112.png"), image("face1_112.png")]) / 127.5 - 1
     render = torch.stack([target[0], target[0]])  # the first is exact, the second another person
-    batch = {"stem": ["a", "b"], "image": target, "mask": torch.ones(2, 1, 112, 112)}
-    plain = EmbeddingMetrics.measure(render, batch, "WI", 5)
+    mask = torch.ones(2, 1, 112, 112)
+    plain = EmbeddingMetrics.measure(render, target, mask, ["a", "b"], "WI", 5)
     assert plain[0]["identity"] == plain[0]["landmark_error"] == ""
-    rows = EmbeddingMetrics.measure(render, batch, "WI", 5, identity=True)
+    rows = EmbeddingMetrics.measure(render, target, mask, ["a", "b"], "WI", 5, identity=True)
     assert float(rows[0]["identity"]) == 0.0 and float(rows[0]["landmark_error"]) == 0.0
     assert float(rows[1]["identity"]) > 0.3 and float(rows[1]["landmark_error"]) > 0.02
     assert rows[1]["psnr_masked"] == ""

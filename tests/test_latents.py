@@ -10,10 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from embedding import edits
 from embedding.checkpoints import save_discriminator, save_generator
-from embedding.dgp import DGPModule, Stage, jitter, morph
-from embedding.dgp_cli import main as dgp_main
+from embedding.dgp import DGPModule, Stage
 from embedding.latents import Latents, render_latents, sha256
 from tests.conftest import build_discriminator, build_generator
 from tests.test_edits import run_edit
@@ -74,7 +72,7 @@ def test_record_round_trip_keeps_code_noise_metadata_and_weights(tmp_path, tiny_
     loaded = Latents.load(tmp_path / "moved" / "latents" / "x.pt")
     assert torch.equal(loaded.w_plus, record.w_plus) and loaded.w_plus.dtype == torch.float32
     assert all(torch.equal(a, b) for a, b in zip(loaded.noise, record.noise, strict=True))
-    assert loaded.metadata == record.metadata and loaded.name == "x" and loaded.is_dgp
+    assert loaded.metadata == record.metadata and loaded.name == "x"
     assert loaded.weight_diff == (tmp_path / "moved" / "generators" / "x.pt").absolute()
 
     record.save_npz(tmp_path / "x.npz")
@@ -82,7 +80,7 @@ def test_record_round_trip_keeps_code_noise_metadata_and_weights(tmp_path, tiny_
         assert npz["w"].shape == (1, *record.w_plus.shape)
     nvidia = Latents.load(tmp_path / "x.npz")
     assert torch.equal(nvidia.w_plus, record.w_plus) and nvidia.noise is None and nvidia.metadata == {}
-    assert nvidia.weight_diff is None and not nvidia.is_dgp
+    assert nvidia.weight_diff is None
 
 
 def test_bad_records_are_named(tmp_path, tiny_generator, make_generator):
@@ -153,6 +151,8 @@ def test_every_edit_of_a_dgp_result_in_its_identity_configuration_reproduces_it(
     run_edit("mix", a, a, "--rows", "3", "--out", str(out))
     assert_reproduces(saved_image(out / "a+a.rows3.png") / 127.5 - 1, image_a)
     assert_reproduces(render_latents(out / "a+a.rows3.pt"), image_a)      # the edited record keeps a's weights
+    run_edit("jitter", a, "--count", "1", "--sigma", "0", "--out", str(out))
+    assert_reproduces(saved_image(out / "a.jitter" / "frame_000.png") / 127.5 - 1, image_a)
     run_edit("arithmetic", a, b, a, "--strength", "0", "--out", str(out))
     assert_reproduces(saved_image(out / "a+a-b.png") / 127.5 - 1, image_a)
     assert_reproduces(render_latents(out / "a+a-b.pt"), image_a)
@@ -165,27 +165,16 @@ def test_mixing_two_fine_tuned_generators_is_refused(dgp_run, tmp_path, caplog):
     assert "different fine-tuned generators" in caplog.text
 
 
-def test_dgp_morph_ends_on_both_fits_and_matches_embed_edit_morph(dgp_run):
-    a, b = (dgp_run / "latents" / f"{stem}.pt" for stem in STEMS)
-    frames = morph(a, b, steps=3)
-    assert_reproduces(frames[0], dgp_run / "images" / "a.png")
-    assert_reproduces(frames[-1], dgp_run / "images" / "b.png")
-    record_a, record_b = Latents.load(a), Latents.load(b)
-    gen_a, gen_b = record_a.generator(), record_b.generator()
-    middle = edits.morph(gen_a, edits.code_from(record_a, gen_a), edits.code_from(record_b, gen_b), 3,
-                         generator_b=gen_b)[1]
-    torch.testing.assert_close(frames[1], middle)
-    torch.testing.assert_close(jitter(a, count=1, sigma=0.0)[0], frames[0])
-
-
-def test_dgp_morph_and_jitter_refuse_latents_without_dgp_weights(dgp_run, tmp_path, caplog):
+def test_jitter_and_morph_render_any_code_with_its_own_weights(dgp_run, tmp_path):
+    a = dgp_run / "latents" / "a.pt"
     plain = tmp_path / "plain.pt"
     plain_record(dgp_run.parent / "g.pt").save(plain)
-    a = dgp_run / "latents" / "a.pt"
-    for call in (lambda: morph(a, plain), lambda: morph(plain, a), lambda: jitter(plain)):
-        with pytest.raises(ValueError, match=r"plain\.pt: not the result of a DGP fit"):
-            call()
-    with pytest.raises(SystemExit):
-        dgp_main(["morph", str(a), str(plain), "--out", str(tmp_path / "morph")])
-    assert "plain.pt: not the result of a DGP fit" in caplog.text
-    assert not (tmp_path / "morph").exists()
+    out = tmp_path / "out"
+    run_edit("jitter", str(a), "--count", "2", "--sigma", "0.5", "--out", str(out))
+    varied = saved_image(out / "a.jitter" / "frame_000.png")
+    assert (varied - saved_image(dgp_run / "images" / "a.png")).abs().mean() > 2, "σ = 0.5 moves the image"
+    run_edit("jitter", str(plain), "--count", "1", "--sigma", "0", "--out", str(out))
+    assert_reproduces(render_latents(plain), out / "plain.jitter" / "frame_000.png")
+    run_edit("morph", str(a), str(plain), "--frames", "3", "--out", str(out))
+    assert_reproduces(saved_image(out / "a~plain" / "frame_000.png") / 127.5 - 1, dgp_run / "images" / "a.png")
+    assert_reproduces(render_latents(plain), out / "a~plain" / "frame_002.png")     # it ends on the plain code

@@ -98,15 +98,22 @@ def test_a_registered_network_is_a_choice_of_the_module(tiny_generator, tmp_path
     assert "toy" in perceptual.names()
     module = EmbeddingModule(str(save_generator(tiny_generator, tmp_path / "g.pt")), perceptual="toy",
                              steps={"WI": 1, "Mkn": 1})
-    assert module.latents_metadata("a")["perceptual"] == "toy (test)"
+    assert recorded_network(module) == "toy (test)"
     x = torch.zeros(1, 3, 32, 32)
     assert set(module.loss_fn.target_features(x)) == {"f0", "f1"}
+
+
+def recorded_network(module: EmbeddingModule) -> str | None:
+    """The perceptual network a result's latents file names (one image of the generator's size fitted 0 steps)."""
+    res = module.generator.resolution
+    module.start_group({"stem": ["a"], "image": torch.zeros(1, 3, res, res), "mask": torch.ones(1, 1, res, res)})
+    return module.result(0).latents.metadata["perceptual"]
 
 
 def test_no_perceptual_term_loads_no_network(tiny_generator_file):
     phases = [p for p in reconstruction_phases() if not p.percept]
     module = EmbeddingModule(str(tiny_generator_file), phases=phases, perceptual="discriminator")
-    assert module.perceptual is None and module.latents_metadata("a")["perceptual"] is None
+    assert module.perceptual is None and recorded_network(module) is None
 
 
 def test_face_network_compares_faces_through_the_shipped_descriptor():

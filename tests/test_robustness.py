@@ -24,13 +24,14 @@ from lightning import Trainer
 from PIL import Image
 from torch.utils.data import DataLoader
 
-import callbacks.checkpoint
 import callbacks.writer
-from callbacks import EmbeddingMetrics, GroupCheckpoint, PhaseSchedule, ResultWriter
+import embedding.resume
+from callbacks import EmbeddingMetrics, GroupCheckpoint, ResultWriter
 from datamodules.embedding import GroupRepeatSampler, collate
 from embedding.cli import EmbedCLI, main
 from embedding.module import EmbeddingModule
 from embedding.phases import Phase
+from embedding.resume import ResumeStore
 from embedding.run_folder import RunFolder
 from tests.nvidia_pickle import write_nvidia_pickle
 from tests.photos import PHOTOS
@@ -95,7 +96,7 @@ def fit_items(generator_file: Path, phases: list[Phase], items: list[dict], root
     extra = [GroupCheckpoint(every_seconds=None, every_n_steps=1)] if checkpoint else []
     trainer = Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
                       enable_model_summary=False, default_root_dir=root,
-                      callbacks=[PhaseSchedule(), EmbeddingMetrics(), ResultWriter(), *extra], **trainer_args)
+                      callbacks=[EmbeddingMetrics(), ResultWriter(), *extra], **trainer_args)
     trainer.fit(module, DataLoader(items, batch_sampler=sampler, collate_fn=collate))
     return module
 
@@ -201,17 +202,17 @@ def die_between_two_images() -> None:
     """Make this process die after the first image of a group is written, before the second."""
     write_image = callbacks.writer.ResultWriter.write_image
 
-    def write_or_die(folder, pl_module, i, stem, render):
+    def write_or_die(folder, stem, image, result):
         if stem == "000058":
             os.kill(os.getpid(), signal.SIGKILL)
-        write_image(folder, pl_module, i, stem, render)
+        write_image(folder, stem, image, result)
 
     callbacks.writer.ResultWriter.write_image = staticmethod(write_or_die)
 
 
 def die_inside_a_checkpoint_write() -> None:
     """Make this process die half-way through writing its first mid-group checkpoint."""
-    write = callbacks.checkpoint.atomic_write
+    write = embedding.resume.atomic_write
 
     def write_half_and_die(path, how):
         def half(f):
@@ -221,7 +222,7 @@ def die_inside_a_checkpoint_write() -> None:
 
         write(path, half)
 
-    callbacks.checkpoint.atomic_write = write_half_and_die
+    embedding.resume.atomic_write = write_half_and_die
 
 
 @pytest.mark.parametrize("die", [die_between_two_images, die_inside_a_checkpoint_write])
@@ -251,7 +252,7 @@ def test_resuming_in_the_middle_of_a_phase_gives_the_uninterrupted_result(y, tin
     whole = fit_items(tiny_generator_file, phases, items, tmp_path / "whole")
     root = tmp_path / "resumed"
     fit_items(tiny_generator_file, phases, items, root, checkpoint=True, limit_train_batches=6)
-    assert RunFolder(root).read_resume(["img0"])["group_step"] == 6
+    assert ResumeStore(root).read(["img0"])["group_step"] == 6
     resumed = fit_items(tiny_generator_file, phases, items, root, checkpoint=True, done_steps={0: 6})
     assert torch.allclose(resumed.w_plus, whole.w_plus, atol=1e-6)
     for a, b in zip(resumed.noise, whole.noise, strict=True):

@@ -20,6 +20,8 @@ from embedding.train_cli import TrainCLI
 from tests.photos import photos
 from tests.robust_run import cli_env, finish_cli, fit_args, start_cli
 
+METHOD = "embedding.module.EmbeddingModule"
+
 
 def fit(generator: Path, images: Path, root: Path, *extra: str, steps: str = "{WI: 3, Mkn: 2}") -> EmbedCLI:
     return EmbedCLI(args=fit_args(generator, images, root, *extra, steps=steps))
@@ -65,12 +67,17 @@ def test_more_images_or_another_batch_size_continue_the_folder(tiny_generator_fi
 
 
 def test_recipe_record_names_nested_changes(tmp_path):
-    settings = recipe_settings({"phases": [{"lr": 0.01}]}, {"images": "a", "crop": None, "batch_size": 4}, "32")
+    settings = recipe_settings(METHOD, {"phases": [{"lr": 0.01}]}, {"images": "a", "crop": None, "batch_size": 4},
+                               "32")
     assert "images" not in settings["data"] and "batch_size" not in settings["data"]
     assert check_recipe(tmp_path, settings) is False
-    assert check_recipe(tmp_path, recipe_settings({"phases": [{"lr": 0.01}]}, {"images": "b", "crop": None}, "32"))
+    assert check_recipe(tmp_path, recipe_settings(METHOD, {"phases": [{"lr": 0.01}]}, {"images": "b", "crop": None},
+                                                  "32"))
     with pytest.raises(RunFolderError, match=r"changed: model.phases"):
-        check_recipe(tmp_path, recipe_settings({"phases": [{"lr": 0.1}]}, {"crop": None}, "32"))
+        check_recipe(tmp_path, recipe_settings(METHOD, {"phases": [{"lr": 0.1}]}, {"crop": None}, "32"))
+    with pytest.raises(RunFolderError, match=r"changed: method"):
+        check_recipe(tmp_path, recipe_settings("embedding.dgp.DGPModule", {"phases": [{"lr": 0.01}]},
+                                               {"crop": None}, "32"))
 
 
 def test_a_second_run_in_the_same_folder_is_refused(tiny_generator_file, images, tmp_path):
@@ -105,7 +112,8 @@ def test_a_signal_checkpoints_summarises_and_exits_non_zero(tiny_generator_file,
     assert "0 image(s) finished, 0 skipped as already done, 0 failed" in stderr
     (checkpoint,) = (root / "resume").glob("*.pt")
     state = torch.load(checkpoint, weights_only=True)
-    assert state["phase"] == "Mkn" and state["group_step"] >= 3
+    # inside Mkn, or right at the boundary: WI's 3 steps done, Mkn not entered yet
+    assert state["group_step"] >= 3 and state["phase"] == ("WI" if state["group_step"] == 3 else "Mkn")
     # the same command continues the group from the checkpoint, and says so
     with caplog.at_level(logging.INFO):
         fit(tiny_generator_file, images, root, *extra, steps=steps)
@@ -117,8 +125,9 @@ def test_embed_help_lists_the_commands_without_importing_torch():
     code = ("import sys; from embedding.cli import main; code = main(['--help']); "
             "assert 'torch' not in sys.modules and 'lightning' not in sys.modules; print('exit', code)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True).stdout
-    for command in ("fit", "edit", "dgp", "train"):
+    for command in ("fit", "edit", "train", "convert", "align"):
         assert f"\n  {command} " in out
+    assert "embed dgp, now embed fit (DGP recipes)" in out
     assert "validate" not in out and "predict" not in out and "exit None" in out
 
 

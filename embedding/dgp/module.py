@@ -2,30 +2,26 @@
 
 Deep Generative Prior (Pan et al.) restores an image ``x`` seen only through a degradation φ by
 solving ``θ*, w* = argmin L(φ(x), φ(G(w; θ)))`` from the pretrained ``θ``, with ``L`` the L1 distance
-between discriminator features (optionally plus MSE) and an L2 pull on the latent. It plugs into
-the embedding engine's datamodule and callbacks (``PhaseSchedule``, ``EmbeddingMetrics``,
-``ResultWriter``, ``GroupCheckpoint``, ...) through the same duck-typed interface as
-``EmbeddingModule``: the recipe's stages play the part of phases.
+between discriminator features (optionally plus MSE) and an L2 pull on the latent. It is a
+:class:`~embedding.fitting.FittingMethod` whose phases are the recipe's stages, so it runs with
+``embed fit`` and writes the same run folder, plus each image's fine-tuned generator.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning import LightningModule
 from torch import nn
 
 from ..checkpoints import load_discriminator
 from ..degradations import Downsample, Grayscale, Mask, colorize, parse_degradations, same_size
-from ..group_fitting import GroupFitting
+from ..fitting import FitResult, FittingMethod, GroupView
 from ..latents import Latents, find_latents
 from ..phases import Schedule, with_steps
-from ..run_folder import RunFolder, atomic_write
 from .stages import Stage, progressive_stages
 from .weights import DIFF_KEY, render_stacked, stacked_parameters, weight_diff
 
@@ -33,7 +29,7 @@ Batch = dict
 _SEARCH_CHUNK = 50
 
 
-class DGPModule(GroupFitting, LightningModule):
+class DGPModule(FittingMethod):
     """Fits a latent and the generator's weights to each degraded image, stage by stage (DGP).
 
     Args:
@@ -55,6 +51,7 @@ class DGPModule(GroupFitting, LightningModule):
         seed: seed of the random candidates (shared by every image, so results do not depend on groups).
     """
 
+    method_name = "dgp"
     step_word = "stage"
 
     def __init__(
@@ -78,8 +75,7 @@ class DGPModule(GroupFitting, LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False
-        self._use_generator(generator)
+        self.use_generator(generator)
         self.discriminator = load_discriminator(discriminator)
         self.phi = parse_degradations(degradations, "model.degradations")
         self.schedule = Schedule(with_steps(stages or progressive_stages(), steps or {}))
@@ -95,11 +91,7 @@ class DGPModule(GroupFitting, LightningModule):
         self.latent: nn.Parameter | None = None
         self.weights = nn.ParameterList()
         self.weight_names: list[str] = []
-        self._init_groups()
-        self.phase: Stage | None = None
-        self.resume_state: dict | None = None
         self._target: dict[str, Any] = {}
-        self._render_cache: tuple[int, torch.Tensor] | None = None
 
     def _check_features(self, features: list[str] | None) -> list[str]:
         """The discriminator blocks of the loss, in network order; unknown names are an error."""
@@ -111,48 +103,38 @@ class DGPModule(GroupFitting, LightningModule):
 
     # ---- groups and stages -------------------------------------------------------------------
 
-    def start_group(self, batch: Batch, resume: dict | None = None) -> None:
-        """Fresh latents (searched, mean or stored) and fresh weight copies for the images of ``batch``."""
+    @property
+    def target_resolution(self) -> int:
+        """The generator's resolution, or φ's output size when the inputs are already degraded."""
         res = self.generator.resolution
-        want = self.phi.output_size(res) if self.hparams.degraded_inputs else res
+        return self.phi.output_size(res) if self.hparams.degraded_inputs else res
+
+    def init_group(self, batch: Batch, resuming: bool) -> None:
+        """Fresh latents (searched, mean or stored) and fresh weight copies for the images of ``batch``."""
+        res, want = self.generator.resolution, self.target_resolution
         size = tuple(batch["image"].shape[-2:])
         if size != (want, want):
             what = "degraded inputs" if self.hparams.degraded_inputs else "targets"
-            hint = f"set data.resolution to {want}" if want != res else "leave data.resolution unset"
+            hint = f"set data.resolution to {want} (or leave it unset)" if want != res else \
+                "leave data.resolution unset"
             raise ValueError(f"{what} are {size[0]}×{size[1]} but this recipe needs {want}×{want}; {hint}")
-        self._begin_group(batch["stem"])
         image, mask = batch["image"].float(), batch["mask"].float()
         with torch.no_grad():
             target = image if self.hparams.degraded_inputs else self.phi(image, mask)
             self._target = {"image": target, "mask": mask, "features": self._features(target)}
-        resuming = resume is not None and resume["stems"] == self.group_stems
         w = torch.zeros(len(self.group_stems), 1, 1) if resuming else self._initial_latents()
         rows = self.generator.num_ws if self.hparams.latent_space == "w+" else 1
         self.latent = nn.Parameter(w.expand(-1, rows, self.generator.w_dim).clone().to(self.device))
         self.weight_names, self.weights = ([], nn.ParameterList())
         if self.hparams.finetune_generator:
             self.weight_names, self.weights = stacked_parameters(self.generator.synthesis, len(self.group_stems))
-        self.phase = None
-        self._render_cache = None
-        self.resume_state = self._restore(resume) if resuming else None
 
-    def _restore(self, state: dict) -> dict:
-        """Continue from a mid-group checkpoint of exactly these images."""
-        with torch.no_grad():
-            self.latent.copy_(state["latent"])
-            for p, saved in zip(self.weights, state["weights"], strict=True):
-                p.copy_(saved)
-        self._restore_progress(state)
-        return state
+    def group_parameters(self) -> dict[str, torch.Tensor]:
+        """The latents ``[B, rows, w_dim]`` and every image's copy of the synthesis weights ``[B, ...]``."""
+        return {"latent": self.latent, **dict(zip(self.weight_names, self.weights, strict=True))}
 
-    def group_state(self) -> dict:
-        """Everything needed to continue this group later: latents, weight copies, step, optimiser, failures."""
-        return {**self._progress(), "latent": self.latent.detach().cpu(),
-                "weights": [p.detach().cpu() for p in self.weights]}
-
-    def enter_phase(self, stage: Stage, batch: Batch) -> list[dict]:
+    def enter_phase(self, stage: Stage, batch: Batch, saved: dict | None) -> list[dict]:
         """Make ``stage`` current: its blocks' weights and the latent move, everything else is frozen."""
-        self.phase = stage
         blocks = set(stage.block_names(self.block_names))
         moving = [p for name, p in zip(self.weight_names, self.weights, strict=True)
                   if name.split(".", 1)[0] in blocks and stage.g_lr > 0]
@@ -176,11 +158,6 @@ class DGPModule(GroupFitting, LightningModule):
         """The latents as W+ ``[B, num_ws, w_dim]`` (a W-space latent repeated on every row)."""
         return self.latent.expand(-1, self.generator.num_ws, -1)
 
-    @property
-    def noise(self) -> list[torch.Tensor]:
-        """The noise maps every render uses (the checkpoint's fixed ones), ``[B, 1, H, W]`` each."""
-        return [n.expand(len(self.group_stems), -1, -1, -1) for n in self.generator.synthesis.const_noise()]
-
     def render(self) -> torch.Tensor:
         """The raw renders of the group, each with its own weights, in [-1, 1] (not clamped)."""
         if not self.hparams.finetune_generator:
@@ -195,14 +172,6 @@ class DGPModule(GroupFitting, LightningModule):
         if self.phi.has(Mask):
             target = mask * target + (1 - mask) * render
         return colorize(target, render)
-
-    @torch.no_grad()
-    def current_render(self) -> torch.Tensor:
-        """The restored images after the last step, in fp32, computed once per step."""
-        if self._render_cache is None or self._render_cache[0] != self.group_step:
-            with torch.autocast(self.device.type, enabled=False):
-                self._render_cache = (self.group_step, self.restored(self.render().float()))
-        return self._render_cache[1]
 
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The chosen discriminator blocks' outputs for (degraded) images, resized to D's input size."""
@@ -240,12 +209,6 @@ class DGPModule(GroupFitting, LightningModule):
             terms["pull"] = (self.latent - self.generator.w_avg).square().flatten(1).mean(1)
             total = total + self.hparams.latent_pull * terms["pull"]
         return total, terms
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        """One Adam step on every image's latent and current-stage weights; failed images stop moving."""
-        per_image, terms = self.per_image_loss(self.render())
-        self.finish_step(per_image, terms, self.backward_active(per_image, [self.latent, *self.weights]))
-        return per_image.detach()
 
     # ---- initial latents ---------------------------------------------------------------------
 
@@ -297,42 +260,33 @@ class DGPModule(GroupFitting, LightningModule):
 
     # ---- results and failures ----------------------------------------------------------------
 
-    def measure_inputs(self, batch: Batch) -> tuple[torch.Tensor, Batch]:
-        """What ``EmbeddingMetrics`` compares: the result against the clean image, masked variants inside the holes.
+    def view(self, batch: Batch) -> GroupView:
+        """The restored images beside the degraded input, measured against the clean image inside the holes.
 
         With degraded inputs there is no clean image: φ(result) is compared with the input instead.
         """
+        images = self.restored(self.current_render())
+        res, mask = self.generator.resolution, batch["mask"].float()
+        shown_mask = mask if mask.shape[-1] == res else F.interpolate(mask, size=(res, res), mode="nearest")
+        shown = same_size(self._target["image"], res)
         if self.hparams.degraded_inputs:
-            return self.phi(self.current_render(), batch["mask"].float()), batch
-        mask = batch["mask"].float()
+            return GroupView(images, shown, shown_mask, self.phi(images, mask), batch["image"], mask)
         holes = 1 - mask if self.phi.has(Mask) else torch.ones_like(mask)
-        return self.current_render(), {**batch, "mask": holes}
+        return GroupView(images, shown, shown_mask, images, batch["image"], holes)
 
-    def display_batch(self, batch: Batch) -> Batch:
-        """What ``TensorBoardImages`` shows as the target: the degraded image, at the render's size."""
-        res = self.generator.resolution
-        mask = batch["mask"].float()
-        if mask.shape[-1] != res:
-            mask = F.interpolate(mask, size=(res, res), mode="nearest")
-        return {**batch, "image": same_size(self._target["image"], res), "mask": mask}
+    def result(self, i: int) -> FitResult:
+        """Image ``i``'s latent as W+, and its fine-tuned generator as a weight difference from the pretrained one.
 
-    def write_extra(self, folder: RunFolder, i: int, stem: str) -> Path | None:
-        """Write image ``i``'s fine-tuned generator as ``generators/<stem>.pt`` (before its latents file).
-
-        Returns that file, which the latents record points to (None with the generator fixed).
+        The noise is the generator's fixed maps, the ones every render of a DGP fit uses.
         """
+        stem = self.group_stems[i]
+        noise = [n.detach().float().cpu() for n in self.generator.synthesis.const_noise()]
+        meta = self.metadata(stem, latent_space=self.hparams.latent_space,
+                             degradations=json.dumps(self.hparams.degradations))
+        latents = Latents(self.w_plus[i].detach().float().cpu(), noise, meta)
         if not self.hparams.finetune_generator:
-            return None
+            return FitResult(latents)
         dtype = getattr(torch, self.hparams.diff_dtype)
-        record = {DIFF_KEY: weight_diff(self.generator.synthesis, self.weight_names, list(self.weights), i, dtype),
-                  "generator": self.generator_source, "generator_sha256": self.generator_sha256}
-        path = folder.generator_diff_path(stem)
-        atomic_write(path, lambda f: torch.save(record, f))
-        return path
-
-    def latents_metadata(self, stem: str) -> dict:
-        """What a latents file records to re-render and rerun: generator, its hash, the recipe, the method."""
-        recipe = json.dumps(dict(self.hparams), default=lambda o: dataclasses.asdict(o), sort_keys=True)
-        return {"stem": stem, "generator": self.generator_source, "generator_sha256": self.generator_sha256,
-                "resolution": self.generator.resolution, "recipe": recipe, "method": "dgp",
-                "latent_space": self.hparams.latent_space, "degradations": json.dumps(self.hparams.degradations)}
+        diff = {DIFF_KEY: weight_diff(self.generator.synthesis, self.weight_names, list(self.weights), i, dtype),
+                "generator": self.generator_source, "generator_sha256": self.generator_sha256}
+        return FitResult(latents, diff)
