@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from embedding.faces.align import align_face, find_faces
 
-from .masks import MaskError, MaskSpec, binarize, finish, shape_mask
+from .masks import MaskError, MaskSpec, binarize, blur, finish, region_mask, shape_mask
 
 # A crop box keeping less of an image than this is warned about: CelebA's face square keeps 42% of its
 # 178×218 photos, while the same box on a 256² or 1024² photo keeps 25% or 1.6% (a patch, not the face).
@@ -435,3 +435,27 @@ class ImageFolderDataset(Dataset):
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return item
+
+
+def mask_from_spec(spec: str | None, resolution: int, blur_sigma: float, invert: bool) -> torch.Tensor | None:
+    """A ``[1, 1, R, R]`` mask from an image file, a half (``left``, ...), ``full`` or ``box:x0,y0,x1,y1``.
+
+    ``box`` coordinates are fractions of the image; ``blur_sigma`` softens the edge (pixels) and
+    ``invert`` swaps inside and outside. None gives None.
+    """
+    if spec is None:
+        return None
+    if Path(spec).is_file():
+        mask = (read_gray(spec, resolution)[0] > 0.5).float()
+    elif spec.startswith("box:"):
+        try:
+            box = tuple(float(v) for v in spec[4:].split(","))
+        except ValueError as e:
+            raise ValueError(f"mask {spec!r}: a box is box:x0,y0,x1,y1 with fractions of the image") from e
+        mask = region_mask(MaskSpec("box", box=box).box, resolution)
+    elif spec in ("full", "left", "right", "top", "bottom"):
+        mask = shape_mask(MaskSpec(spec), resolution)
+    else:
+        raise ValueError(f"mask {spec!r}: no such file, and not full/left/right/top/bottom/box:x0,y0,x1,y1")
+    mask = 1 - mask if invert else mask
+    return blur(mask, blur_sigma)[None]

@@ -6,6 +6,8 @@
     embed edit jitter A.pt --count 8 --sigma 0.3 --out runs/edit      # random jittering (DGP)
     embed edit mix CONTENT.pt STYLE.pt --rows 4 --out runs/edit
     embed edit arithmetic BASE.pt SOURCE.pt TARGET.pt --strength 1 --out runs/edit
+    embed edit direction sefa --rows "[0, 1, 2, 3]" --out pose.pt        # or: mean, boundary (InterFaceGAN)
+    embed edit attribute A.pt pose.pt --strengths "[-2, -1, 0, 1, 2]" --out runs/edit
 
 Every subcommand also reads a recipe: ``embed edit morph --config recipes/morph.yaml``; latents
 files given after it replace the recipe's. The generator is the one recorded in the first
@@ -20,6 +22,7 @@ different fine-tuned generators.
 from __future__ import annotations
 
 import logging
+from glob import glob
 from pathlib import Path
 from typing import Literal
 
@@ -27,10 +30,9 @@ import torch
 from jsonargparse import auto_cli
 
 from callbacks.writer import save_png, to_pil
-from datamodules.images import read_gray
-from datamodules.masks import MaskSpec, blur, region_mask, shape_mask
+from datamodules.images import mask_from_spec
 
-from . import edits
+from . import directions, edits
 from .checkpoints import DEFAULT_NAME, load_generator
 from .generators import Generator
 from .latents import Latents, generator_file, sha256
@@ -61,26 +63,6 @@ def _inputs(paths: list[str], override: str | None) -> list[tuple[Latents, Gener
         if r.weight_diff not in generators:
             generators[r.weight_diff] = r.generator(pretrained)
     return [(r, generators[r.weight_diff]) for r in records]
-
-
-def _mask(spec: str | None, resolution: int, blur_sigma: float, invert: bool) -> torch.Tensor | None:
-    """A ``[1, 1, R, R]`` mask from an image file, a half (``left``, ...), ``full`` or ``box:x0,y0,x1,y1``."""
-    if spec is None:
-        return None
-    if Path(spec).is_file():
-        mask = (read_gray(spec, resolution)[0] > 0.5).float()
-    elif spec.startswith("box:"):
-        try:
-            box = tuple(float(v) for v in spec[4:].split(","))
-        except ValueError as e:
-            raise ValueError(f"mask {spec!r}: a box is box:x0,y0,x1,y1 with fractions of the image") from e
-        mask = region_mask(MaskSpec("box", box=box).box, resolution)
-    elif spec in ("full", "left", "right", "top", "bottom"):
-        mask = shape_mask(MaskSpec(spec), resolution)
-    else:
-        raise ValueError(f"mask {spec!r}: no such file, and not full/left/right/top/bottom/box:x0,y0,x1,y1")
-    mask = 1 - mask if invert else mask
-    return blur(mask, blur_sigma)[None]
 
 
 def _write_image(path: Path, image: torch.Tensor) -> None:
@@ -133,8 +115,8 @@ def activation(
     (record_a, G), (record_b, G_b) = _inputs([a, b], generator)
     code_a, code_b = edits.code_from(record_a, G), edits.code_from(record_b, G_b)
     name = edits.resolve_layer(G, layer)
-    image = edits.activation_edit(G, code_a, code_b, name, op, _mask(mask, G.resolution, mask_blur, invert_mask),
-                                  lam, channels or [], styles_from, G_b)
+    region = mask_from_spec(mask, G.resolution, mask_blur, invert_mask)
+    image = edits.activation_edit(G, code_a, code_b, name, op, region, lam, channels or [], styles_from, G_b)
     path = Path(out) / f"{code_a.name}+{code_b.name}.{op}.{name}.png"
     _write_image(path, image[0])
     return path
@@ -193,7 +175,7 @@ def morph(
     """
     (record_a, G), (record_b, G_b) = _inputs([a, b], generator)
     code_a, code_b = edits.code_from(record_a, G), edits.code_from(record_b, G_b)
-    images = edits.morph(G, code_a, code_b, frames, _mask(mask, G.resolution, mask_blur, invert_mask), G_b)
+    images = edits.morph(G, code_a, code_b, frames, mask_from_spec(mask, G.resolution, mask_blur, invert_mask), G_b)
     stem = f"{code_a.name}~{code_b.name}" + (".masked" if mask else "")
     return _write_frames(Path(out), stem, images, gif, frame_ms)
 
@@ -290,8 +272,109 @@ def arithmetic(
     return path
 
 
+def attribute(latents: str, direction: str, strengths: list[float] | None = None, generator: str | None = None,
+              out: str = "runs/edit") -> Path:
+    """Attribute edit: the code moved along a direction file (``embed edit direction ...``), one frame per strength.
+
+    Args:
+        latents: latents file of the embedded image.
+        direction: a direction file.
+        strengths: multiples of the direction, one frame each (default −2, −1, 0, 1, 2; 0 is the image).
+        generator: the pretrained generator to render with (default: the one recorded in ``latents``).
+        out: output folder; writes the strip ``<stem>.<direction>.png`` and, for each strength,
+            ``<stem>.<direction>/<strength>.pt``, a latents file of the edited code.
+    """
+    strengths = [-2.0, -1.0, 0.0, 1.0, 2.0] if strengths is None else strengths
+    ((record, G),) = _inputs([latents], generator)
+    move = directions.Direction.load(direction).check(G, direction)
+    code = edits.code_from(record, G)
+    name = f"{code.name}.{Path(direction).stem}"
+    moved = [edits.Code(move.apply(code.w_plus, s), list(code.noise), f"{name}@{s:g}") for s in strengths]
+    for s, c in zip(strengths, moved, strict=True):
+        _write_code(Path(out) / name / f"{s:g}.pt", c, record, generator, f"attribute {direction} strength {s:g}")
+    strip = torch.cat([edits.render_codes(G, [c])[0] for c in moved], dim=-1)
+    _write_image(Path(out) / f"{name}.png", strip)
+    return Path(out) / f"{name}.png"
+
+
+def direction_mean(without: str | list[str], with_attribute: str | list[str], out: str = "direction.pt") -> Path:
+    """A direction as the mean difference of two groups of fitted codes (latents files or their folders).
+
+    Args:
+        without: latents files (a folder, a glob in quotes, or a list) of images without the attribute.
+        with_attribute: latents files of images with it.
+        out: the direction file (``[num_ws, w_dim]``, every row).
+    """
+    groups = [[Latents.load(p) for p in _latents_files(g)] for g in (without, with_attribute)]
+    vector = directions.mean_difference(*[[r.w_plus for r in g] for g in groups])
+    source = groups[0][0]
+    meta = {"how": "mean difference", "without": len(groups[0]), "with": len(groups[1]),
+            "generator": source.source, "generator_sha256": source.metadata.get("generator_sha256")}
+    return _write_direction(directions.Direction(vector, None, meta), out)
+
+
+def direction_boundary(attribute: Literal["age", "male", "smile"], generator: str = DEFAULT_NAME, samples: int = 2000,
+                       extremes: float = 0.3, truncation: float = 0.7, seed: int = 0,
+                       out: str = "direction.pt") -> Path:
+    """A direction as the normal of a linear boundary in W between generator samples scored by the face toolkit.
+
+    Args:
+        attribute: ``age`` (years), ``male`` (probability) or ``smile`` (probability of a happy expression),
+            as face-api's attribute networks score the renders.
+        generator: the generator to sample.
+        samples: random codes rendered and scored.
+        extremes: the fraction of highest and of lowest scored codes the boundary separates.
+        truncation: ψ of the samples.
+        seed: seed of the samples.
+        out: the direction file (``[w_dim]``, unit length, every row; toward a higher score).
+    """
+    from .faces.attributes import EXPRESSIONS, face_attributes
+
+    scorers = {"age": lambda a: a["age"], "male": lambda a: a["gender_prob"],
+               "smile": lambda a: a["expression"][:, EXPRESSIONS.index("happy")]}
+    G = load_generator(generator).eval().to("cuda" if torch.cuda.is_available() else "cpu")
+    vector = directions.linear_boundary(G, lambda images: scorers[attribute](face_attributes(images)), samples,
+                                        extremes, truncation, seed=seed)
+    meta = {"how": f"linear boundary of {attribute}", "samples": samples, "generator": generator,
+            "generator_sha256": sha256(generator_file(generator))}
+    return _write_direction(directions.Direction(vector, None, meta), out)
+
+
+def direction_sefa(generator: str = DEFAULT_NAME, rows: list[int] | None = None, index: int = 0,
+                   out: str = "direction.pt") -> Path:
+    """A direction by closed-form factorization of the generator's style weights (SeFa), unsupervised.
+
+    Args:
+        generator: the generator.
+        rows: the W+ rows (0-based conv layers) whose style weights are factorized and which the
+            direction moves (default: all).
+        index: which direction, 0 the strongest.
+        out: the direction file (``[w_dim]``, unit length, on ``rows``).
+    """
+    G = load_generator(generator)
+    vectors, values = directions.sefa(G, rows, index + 1)
+    meta = {"how": f"SeFa direction {index} (eigenvalue {float(values[index]):.3g})", "generator": generator,
+            "generator_sha256": sha256(generator_file(generator))}
+    return _write_direction(directions.Direction(vectors[index], rows, meta), out)
+
+
+def _latents_files(spec: str | list[str]) -> list[Path]:
+    entries = [spec] if isinstance(spec, str) else spec
+    found = sorted(p for e in entries for p in (Path(e).glob("*.pt") if Path(e).is_dir() else map(Path, glob(e))))
+    if not found:
+        raise ValueError(f"no latents files in {spec}")
+    return found
+
+
+def _write_direction(direction: directions.Direction, out: str) -> Path:
+    direction.save(out)
+    log.info("wrote %s (%s, |d| = %.3f)", out, direction.metadata["how"], direction.vector.norm())
+    return Path(out)
+
+
 COMMANDS = {"activation": activation, "transfer": transfer, "morph": morph, "jitter": jitter, "mix": mix,
-            "arithmetic": arithmetic}
+            "arithmetic": arithmetic, "attribute": attribute,
+            "direction": {"mean": direction_mean, "boundary": direction_boundary, "sefa": direction_sefa}}
 
 
 def main(args: list[str] | None = None) -> None:
