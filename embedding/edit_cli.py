@@ -8,6 +8,7 @@
     embed edit arithmetic BASE.pt SOURCE.pt TARGET.pt --strength 1 --out runs/edit
     embed edit direction sefa --rows "[0, 1, 2, 3]" --out pose.pt        # or: mean, boundary (InterFaceGAN)
     embed edit attribute A.pt pose.pt --strengths "[-2, -1, 0, 1, 2]" --out runs/edit
+    embed edit constrain A.pt strokes.png --lam_code 1 --lam_real 0.01 --out runs/edit   # strokes: RGBA
 
 Every subcommand also reads a recipe: ``embed edit morph --config recipes/morph.yaml``; latents
 files given after it replace the recipe's. The generator is the one recorded in the first
@@ -30,10 +31,11 @@ import torch
 from jsonargparse import auto_cli
 
 from callbacks.writer import save_png, to_pil
-from datamodules.images import mask_from_spec
+from datamodules.images import mask_from_spec, read_image, read_strokes
 
 from . import directions, edits
-from .checkpoints import DEFAULT_NAME, load_generator
+from .checkpoints import DEFAULT_NAME, load_discriminator, load_generator
+from .constrained import constrained_edit
 from .generators import Generator
 from .latents import Latents, generator_file, sha256
 from .run_folder import atomic_write
@@ -297,6 +299,50 @@ def attribute(latents: str, direction: str, strengths: list[float] | None = None
     return Path(out) / f"{name}.png"
 
 
+def constrain(latents: str, constraint: str, mask: str | None = None, steps: int = 200, lr: float = 0.01,
+              lam_code: float = 1.0, lam_real: float = 0.01, discriminator: str | None = None,
+              generator: str | None = None, out: str = "runs/edit") -> Path:
+    """Constrained edit: optimise the code so its render meets a constraint, close to the fit and realistic.
+
+    Minimises ``U(G(w)) + lam_code·‖w − w0‖² − lam_real·D(G(w))`` over W+ from the fitted code
+    ``w0``; ``U`` is the squared difference to ``constraint`` inside its mask. Logs the constraint
+    error, the discriminator score and the distances before and after.
+
+    Args:
+        latents: latents file of the embedded image.
+        constraint: colour strokes on a transparent layer (alpha marks them), or an image with ``mask``.
+        mask: where the constraint applies when it has no alpha (image file, half, ``box:x0,y0,x1,y1``).
+        steps: Adam steps.
+        lr: Adam learning rate.
+        lam_code: λ1, weight of the distance to the fitted code.
+        lam_real: λ2, weight of the discriminator's realism score.
+        discriminator: its checkpoint (default: the generator's source, which holds D for NVIDIA and
+            rosinality files and the embedded default).
+        generator: the pretrained generator to render with (default: the one recorded in ``latents``).
+        out: output folder; writes ``<stem>.constrained.png``, its latents file and a strip
+            ``<stem>.constrained.strip.png`` (fit, constraint over it, edit).
+    """
+    ((record, G),) = _inputs([latents], generator)
+    res = G.resolution
+    if mask is None:
+        target, region = read_strokes(constraint, res)
+    else:
+        target, region = read_image(constraint, res)[0], mask_from_spec(mask, res, 0.0, False)[0]
+    D = load_discriminator(discriminator or generator or record.source).to(G.w_avg.device)
+    code = edits.code_from(record, G)
+    edited, report = constrained_edit(G, D, code, target, region, steps, lr, lam_code, lam_real)
+    for line in report.lines():
+        log.info("%s", line)
+    before, after = edits.render_codes(G, [code])[0].cpu(), edits.render_codes(G, [edited])[0].cpu()
+    shown = region * target + (1 - region) * before
+    path = Path(out) / f"{edited.name}.png"
+    _write_image(path, after)
+    _write_image(Path(out) / f"{edited.name}.strip.png", torch.cat([before, shown, after], dim=-1))
+    _write_code(path.with_suffix(".pt"), edited, record, generator,
+                f"constrained by {constraint} (lam_code {lam_code}, lam_real {lam_real}, {steps} steps)")
+    return path
+
+
 def direction_mean(without: str | list[str], with_attribute: str | list[str], out: str = "direction.pt") -> Path:
     """A direction as the mean difference of two groups of fitted codes (latents files or their folders).
 
@@ -373,7 +419,7 @@ def _write_direction(direction: directions.Direction, out: str) -> Path:
 
 
 COMMANDS = {"activation": activation, "transfer": transfer, "morph": morph, "jitter": jitter, "mix": mix,
-            "arithmetic": arithmetic, "attribute": attribute,
+            "arithmetic": arithmetic, "attribute": attribute, "constrain": constrain,
             "direction": {"mean": direction_mean, "boundary": direction_boundary, "sefa": direction_sefa}}
 
 

@@ -1,12 +1,17 @@
-"""Attribute directions: files, the three ways to find one, and ``embed edit attribute``."""
+"""Attribute directions (files, the three ways to find one, ``embed edit attribute``) and constrained edits."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from embedding.checkpoints import save_discriminator
+from embedding.constrained import constrained_edit
 from embedding.directions import Direction, linear_boundary, sefa
 from embedding.edit_cli import main as edit
+from embedding.edits import Code
 from embedding.latents import Latents, render_latents, sha256
 from tests.test_latents import saved_image
 
@@ -75,3 +80,38 @@ def test_mean_difference_and_attribute_edits_from_latents_files(tiny_generator, 
     torch.testing.assert_close(moved.w_plus, codes["plain0"] + want)
     second = (render_latents(tmp_path / "out" / "plain0.d" / "1.pt")[0].clamp(-1, 1) + 1) * 127.5
     assert (strip[..., 32:] - second).abs().max() <= 1, "each frame's latents file re-renders it"
+
+
+def test_a_constrained_edit_meets_the_strokes_and_stays_near_the_fit_elsewhere(tiny_generator, tiny_generator_file,
+                                                                              tiny_discriminator, tmp_path):
+    g = tiny_generator
+    w = g.w_avg + 0.3 * torch.randn(g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(0))
+    meta = {"generator": str(tiny_generator_file), "generator_sha256": sha256(tiny_generator_file)}
+    Latents(w, g.synthesis.random_noise(1), meta).save(tmp_path / "a.pt")
+    strokes = np.zeros((32, 32, 4), dtype=np.uint8)
+    strokes[8:16, 4:28] = (255, 40, 40, 255)                      # a red band across the upper middle
+    Image.fromarray(strokes, "RGBA").save(tmp_path / "strokes.png")
+    d = save_discriminator(tiny_discriminator, tmp_path / "d.pt")
+    edit(["constrain", str(tmp_path / "a.pt"), str(tmp_path / "strokes.png"), "--discriminator", str(d),
+          "--steps", "60", "--lr", "0.05", "--lam_code", "0.1", "--out", str(tmp_path / "out")])
+    before = (render_latents(tmp_path / "a.pt")[0] + 1) * 127.5
+    after = saved_image(tmp_path / "out" / "a.constrained.png")
+    red = torch.tensor([255.0, 40.0, 40.0])[:, None, None]
+    inside = (slice(None), slice(8, 16), slice(4, 28))
+    assert (after[inside] - red).square().mean() < 0.5 * (before[inside] - red).square().mean()
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[8:16, 4:28] = False
+    assert (after - before)[:, outside].square().mean() < (after - before)[inside].square().mean()
+    torch.testing.assert_close(Latents.load(tmp_path / "out" / "a.constrained.pt").render()[0].clamp(-1, 1),
+                               after / 127.5 - 1, atol=1 / 127.5, rtol=0)
+
+    record = Latents.load(tmp_path / "a.pt")
+    code = Code(record.w_plus, record.noise, "a")
+    target, mask = torch.zeros(3, 32, 32), torch.zeros(1, 32, 32)
+    mask[:, 8:16] = 1
+    near = constrained_edit(g, tiny_discriminator, code, target, mask, steps=30, lr=0.05, code_weight=100.0)[1]
+    free = constrained_edit(g, tiny_discriminator, code, target, mask, steps=30, lr=0.05, code_weight=0.0)[1]
+    assert near.code_distance < free.code_distance, "λ1 keeps the code near the fit"
+    realer = constrained_edit(g, tiny_discriminator, code, target, mask, steps=30, lr=0.05, code_weight=0.0,
+                              realism_weight=10.0)[1]
+    assert realer.realism_after > free.realism_after, "λ2 raises the discriminator's score"
