@@ -1,36 +1,31 @@
-"""During GAN training: sample grids of the EMA generator, and the trained networks in the project's format."""
+"""During training: sample grids of the networks, and the trained networks in the project's format."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from lightning import Callback, LightningModule, Trainer
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
 
 class GeneratorSamples(Callback):
-    """Every ``every_n_steps`` steps, render fixed latents with ``g_ema`` to TensorBoard and ``samples/``."""
+    """Every ``every_n_steps`` iterations, the module's ``sample_grid(count, seed)`` to TensorBoard and ``samples/``.
+
+    StyleGAN2 renders fixed latents with its EMA generator; the Swapping Autoencoder shows a swap grid.
+    """
 
     def __init__(self, every_n_steps: int = 500, count: int = 32, seed: int = 0) -> None:
         self.every_n_steps, self.count, self.seed = every_n_steps, count, seed
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        step = trainer.global_step // 2
+        step = trainer.global_step // max(1, len(trainer.optimizers))
         if trainer.is_global_zero and step % self.every_n_steps == 0:
-            grid = self.grid(pl_module)
+            grid = pl_module.sample_grid(self.count, self.seed)
             if trainer.logger is not None:
                 trainer.logger.experiment.add_image("samples", grid, global_step=step)
             folder = Path(trainer.default_root_dir) / "samples"
             folder.mkdir(parents=True, exist_ok=True)
             save_image(grid, folder / f"{step:07d}.png")
-
-    @torch.no_grad()
-    def grid(self, pl_module: LightningModule) -> torch.Tensor:
-        g = pl_module.g_ema.eval()
-        z = torch.randn(self.count, g.z_dim, generator=torch.Generator().manual_seed(self.seed)).to(pl_module.device)
-        images = g.synthesis(g.mapping(z), noise_mode="const").clamp(-1, 1)
-        return make_grid((images.float().cpu() + 1) / 2, nrow=8, padding=1)
 
 
 class ExportNetworks(Callback):
@@ -40,7 +35,7 @@ class ExportNetworks(Callback):
         self.folder, self.every_n_steps, self.model_card = folder, every_n_steps, model_card or {}
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        step = trainer.global_step // 2
+        step = trainer.global_step // max(1, len(trainer.optimizers))
         if trainer.is_global_zero and step % self.every_n_steps == 0:
             self.export(trainer, pl_module)
 

@@ -30,7 +30,10 @@ COMMANDS: dict[str, Command] = {
                                         "e.g. --config recipes/reconstruct.yaml"),
     "edit": Command("embedding.edit_cli", "edit fitted codes: attribute transfer, activations, morphing, "
                                           "jittering, style mixing, arithmetic"),
-    "train": Command("embedding.train_cli", "train a StyleGAN2 from scratch on a folder of photos"),
+    "swap": Command("embedding.swap_cli", "Swapping Autoencoder: embed photos in one pass, swap structure and "
+                                          "texture, texture arithmetic"),
+    "train": Command("embedding.train_cli", "train networks on a folder of photos: a StyleGAN2, or a Swapping "
+                                          "Autoencoder (the recipe's model.class_path)"),
     "convert": Command("embedding.checkpoints.convert", "rewrite a checkpoint (NVIDIA, rosinality, project) "
                                                         "in the project's or rosinality's format"),
     "align": Command("embedding.faces.align_cli", "align face photos the way the generator's training data was"),

@@ -19,6 +19,7 @@ from torch import nn
 
 from datamodules.masks import blur, dilate
 
+from .encoder import load_encoder
 from .faces.descriptor import face_descriptors
 from .fitting import FitResult, FittingMethod
 from .latents import Latents, find_latents
@@ -39,10 +40,12 @@ class EmbeddingModule(FittingMethod):
         steps: override the steps of phases by name, e.g. ``{WI: 200, Mkn: 100}`` for a quick run
             (``--model.steps "{WI: 200, Mkn: 100}"`` on the command line).
         w_init: starting code: ``"mean"`` (the mean latent, faces), ``"uniform"`` (U[-1, 1],
-            non-faces) or ``"latents"`` (read from ``latents``).
+            non-faces), ``"latents"`` (read from ``latents``) or ``"encoder"`` (the output of
+            ``encoder`` for the image: hybrid inversion).
         w_init_offset: add U[-a, a] to the starting code (different plausible inpaintings).
         latents: folder (or run folder) holding ``<stem>.pt`` / ``<stem>.npz``, or one such file for
             every image; used when ``w_init`` or ``noise_init`` is ``"latents"``.
+        encoder: an encoder file (``embed train`` with ``recipes/train_encoder.yaml``), for ``w_init: encoder``.
         noise_init: starting noise: ``"random"`` (N(0, I), the paper's), ``"const"`` (the
             checkpoint's fixed maps) or ``"latents"``.
         perceptual: the network of the perceptual and style terms (:mod:`embedding.perceptual`):
@@ -66,10 +69,11 @@ class EmbeddingModule(FittingMethod):
         generator: str = "default",
         phases: list[Phase] | None = None,
         steps: dict[str, int] | None = None,
-        w_init: Literal["mean", "uniform", "latents"] = "mean",
+        w_init: Literal["mean", "uniform", "latents", "encoder"] = "mean",
         w_init_offset: float = 0.0,
         latents: str | None = None,
         noise_init: Literal["random", "const", "latents"] = "random",
+        encoder: str | None = None,
         perceptual: str = "auto",
         discriminator: str | None = None,
         vgg_weights: str = "imagenet",
@@ -87,6 +91,9 @@ class EmbeddingModule(FittingMethod):
         self.loss_fn = self._build_loss(perceptual, request, percept_layers, style_layers)
         if "latents" in (w_init, noise_init) and latents is None:
             raise ValueError("w_init/noise_init 'latents' needs `latents`: a folder or file of codes")
+        if (w_init == "encoder") != (encoder is not None):
+            raise ValueError("w_init 'encoder' and `encoder` (an encoder file) go together")
+        self.encoder = load_encoder(encoder) if encoder is not None else None
         self.w_plus: nn.Parameter | None = None
         self.noise = nn.ParameterList()
         self._phase_targets: dict = {}
@@ -110,7 +117,9 @@ class EmbeddingModule(FittingMethod):
             raise ValueError(f"targets are {size[0]}×{size[1]} but the generator renders {res}×{res}; "
                              "leave data.resolution unset to match the generator")
         streams = [self._stream(stem) for stem in self.group_stems]
-        w = torch.stack([self._initial_w(stem, g) for stem, g in zip(self.group_stems, streams, strict=True)])
+        encoded = self._encode(batch["image"]) if self.encoder is not None else [None] * len(streams)
+        w = torch.stack([self._initial_w(stem, g, e) for stem, g, e in zip(self.group_stems, streams, encoded,
+                                                                             strict=True)])
         noise = [torch.cat(maps) for maps in zip(*[self._initial_noise(stem, g)
                                                    for stem, g in zip(self.group_stems, streams, strict=True)],
                                                  strict=True)]
@@ -226,10 +235,21 @@ class EmbeddingModule(FittingMethod):
         """A random stream that depends only on the seed and the image, not on its group."""
         return torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + zlib.crc32(stem.encode()))
 
-    def _initial_w(self, stem: str, g: torch.Generator) -> torch.Tensor:
+    @torch.no_grad()
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The encoder's codes ``[B, num_ws, w_dim]`` of the targets (on the CPU)."""
+        if self.encoder.resolution != images.shape[-1] or self.encoder.w_dim != self.generator.w_dim:
+            raise ValueError(f"the encoder {self.hparams.encoder} reads {self.encoder.resolution}² images into "
+                             f"codes of {self.encoder.w_dim}; this generator renders {images.shape[-1]}² from "
+                             f"{self.generator.w_dim}")
+        return self.encoder.to(images.device)(images.float()).cpu()
+
+    def _initial_w(self, stem: str, g: torch.Generator, encoded: torch.Tensor | None) -> torch.Tensor:
         num_ws, w_dim = self.generator.num_ws, self.generator.w_dim
         mode = self.hparams.w_init
-        if mode == "mean":
+        if encoded is not None:
+            w = encoded
+        elif mode == "mean":
             w = self.generator.w_avg.detach().cpu().expand(num_ws, w_dim).clone()
         elif mode == "uniform":
             w = torch.rand(num_ws, w_dim, generator=g) * 2 - 1

@@ -57,7 +57,8 @@ def check_recipe(root: Path, settings: dict[str, Any]) -> bool:
         recorded = json.loads(path.read_text())
         if "method" not in recorded["settings"]:  # folders of the releases whose command chose the method
             settings = {k: v for k, v in settings.items() if k != "method"}
-        if recorded["fingerprint"] == fingerprint(settings):
+        # the same settings, where a setting added since (left at None) counts as unchanged
+        if recorded["fingerprint"] == fingerprint(settings) or not _changed(recorded["settings"], settings):
             return True
         changed = ", ".join(_changed(recorded["settings"], settings)) or "the recipe"
         raise RunFolderError(

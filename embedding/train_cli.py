@@ -1,4 +1,8 @@
-"""The ``embed-train`` command: train a StyleGAN2 (``embed-train fit --config recipes/train_generator.yaml``).
+"""``embed train``: train networks (``embed train fit --config recipes/train_generator.yaml``).
+
+The recipe's ``model.class_path`` picks what is trained: a StyleGAN2 (the default,
+``embedding.training.StyleGAN2Training``) or the Swapping Autoencoder
+(``embedding.swapping.training.SwappingAutoencoderTraining``). ``embed-train`` is an alias.
 
 Resume a stopped run with ``--ckpt_path last``; checkpoints and sample grids land in
 ``trainer.default_root_dir``, the exported networks in its ``export/`` folder. Each iteration
@@ -11,20 +15,25 @@ from __future__ import annotations
 import logging
 import sys
 
+from lightning import LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from callbacks.samples import ExportNetworks, GeneratorSamples
 from datamodules.training import TrainingImages
 
-from .training import StyleGAN2Training
+DEFAULT_MODEL = "embedding.training.StyleGAN2Training"
 
 
 class TrainCLI(LightningCLI):
-    """LightningCLI for GAN training with sample grids, exports and resumable checkpoints always on."""
+    """LightningCLI for training with sample grids, exports and resumable checkpoints always on.
+
+    The model is any LightningModule with ``sample_grid(count, seed)`` and ``export(folder, metadata)``.
+    """
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(StyleGAN2Training, TrainingImages, save_config_kwargs={"overwrite": True},
+        super().__init__(LightningModule, TrainingImages, subclass_mode_model=True,
+                         save_config_kwargs={"overwrite": True},
                          trainer_defaults={"max_epochs": -1, "default_root_dir": "runs/train",
                                            "enable_checkpointing": True}, **kwargs)
 
@@ -34,6 +43,7 @@ class TrainCLI(LightningCLI):
         return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}})
         parser.add_lightning_class_args(GeneratorSamples, "samples")
         parser.add_lightning_class_args(ExportNetworks, "export")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")

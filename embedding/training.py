@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from lightning import LightningModule
+from torchvision.utils import make_grid
 
 from .augment import POLICIES, diff_augment
 from .checkpoints import save_discriminator, save_generator
@@ -132,6 +133,14 @@ class StyleGAN2Training(LightningModule):
             p_ema.lerp_(p.detach(), 1 - beta)
         for b_ema, b in zip(self.g_ema.buffers(), self.generator.buffers(), strict=True):
             b_ema.copy_(b)
+
+    @torch.no_grad()
+    def sample_grid(self, count: int, seed: int) -> torch.Tensor:
+        """Renders of ``count`` fixed latents by the EMA generator, 8 a row, ``[3, H, W]`` in [0, 1]."""
+        g = self.g_ema.eval()
+        z = torch.randn(count, g.z_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        images = g.synthesis(g.mapping(z), noise_mode="const").clamp(-1, 1)
+        return make_grid((images.float().cpu() + 1) / 2, nrow=8, padding=1)
 
     def export(self, folder: str | Path, metadata: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
         """Write the EMA generator and the discriminator in the project's format (``generator.pt``, ...)."""

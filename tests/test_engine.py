@@ -185,6 +185,6 @@ def test_pull_is_toward_the_code_the_phase_starts_from(tiny_generator_file, targ
     m = module(tiny_generator_file, phases)
     fit(m, make_items(images[:1]), tmp_path)
     after_a = torch.load(RunFolder(tmp_path).latents_path("img0"), weights_only=True)["w_plus"]
-    assert not torch.allclose(m.w_start[0], m._initial_w("img0", m._stream("img0")))
+    assert not torch.allclose(m.w_start[0], m._initial_w("img0", m._stream("img0"), None))
     w_at_b = m.w_start[0]
     assert (after_a - w_at_b).abs().max() < 0.2, "w* is the code after phase A, one small step from the result"

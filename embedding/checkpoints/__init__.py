@@ -16,14 +16,16 @@ import torch
 from torch import nn
 
 from ..generators import Discriminator, Generator
+from ..swapping.model import SwappingAutoencoder
 from . import native, nvidia, rosinality
 from .errors import CheckpointError
 
-__all__ = ["CheckpointError", "load_discriminator", "load_generator", "save_discriminator", "save_generator",
-           "DEFAULT_NAME"]
+__all__ = ["CheckpointError", "build_network", "load_discriminator", "load_generator", "load_swapping_autoencoder",
+           "save_discriminator", "save_generator", "save_swapping_autoencoder", "DEFAULT_NAME"]
 
 DEFAULT_NAME = "default"
-_DEFAULT_FILES = {"generator": "default_generator.pt", "discriminator": "default_discriminator.pt"}
+_DEFAULT_FILES = {"generator": "default_generator.pt", "discriminator": "default_discriminator.pt",
+                  "swapping_autoencoder": "default_swapping_autoencoder.pt"}
 
 
 def default_path(kind: str) -> Path:
@@ -61,7 +63,7 @@ def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_e
             raise CheckpointError(path, "neither a project checkpoint (no .json beside it) nor a rosinality "
                                         "checkpoint with a 'g_ema' generator")
         kwargs, state = rosinality.generator_state(g, data.get("latent_avg"))
-    generator = _build(Generator, kwargs, state, path)
+    generator = build_network(Generator, kwargs, state, path)
     if "mapping.w_avg" not in state:
         generator.mapping.w_avg.copy_(_estimate_w_avg(generator))
     return generator.to(device)
@@ -80,7 +82,7 @@ def load_discriminator(source: str | os.PathLike = DEFAULT_NAME, device: str | t
         if not isinstance(d, dict):
             raise CheckpointError(path, "no discriminator ('d') in this checkpoint")
         kwargs, state = rosinality.discriminator_state(d)
-    return _build(Discriminator, kwargs, state, path).to(device)
+    return build_network(Discriminator, kwargs, state, path).to(device)
 
 
 def save_generator(generator: Generator, path: str | os.PathLike, dtype: torch.dtype | None = None,
@@ -95,7 +97,23 @@ def save_discriminator(discriminator: Discriminator, path: str | os.PathLike, dt
     return native.save(discriminator, "discriminator", path, dtype, metadata)
 
 
-def _build(cls: type[nn.Module], kwargs: dict, state: dict, path: Path) -> nn.Module:
+def load_swapping_autoencoder(source: str | os.PathLike = DEFAULT_NAME,
+                              device: str | torch.device = "cpu") -> SwappingAutoencoder:
+    """A Swapping Autoencoder (encoder and generator) in the project's format, or the embedded default; eval mode."""
+    path = _resolve(source, "swapping_autoencoder")
+    if not native.is_native(path):
+        raise CheckpointError(path, "not a project checkpoint (no .json beside it)")
+    kwargs, state, _ = native.read(path, "swapping_autoencoder")
+    return build_network(SwappingAutoencoder, kwargs, state, path).to(device)
+
+
+def save_swapping_autoencoder(net: SwappingAutoencoder, path: str | Path, dtype: torch.dtype | None = None,
+                              metadata: dict | None = None) -> Path:
+    """Write a Swapping Autoencoder in the project's format (``.pt`` weights + ``.json`` config)."""
+    return native.save(net, "swapping_autoencoder", path, dtype, metadata)
+
+
+def build_network(cls: type[nn.Module], kwargs: dict, state: dict, path: Path) -> nn.Module:
     """Instantiate ``cls`` and load ``state`` strictly, naming the first bad key."""
     try:
         net = cls(**kwargs)
