@@ -10,6 +10,7 @@ smoothness at high resolution and doubles the cost of a step on small models.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -20,6 +21,20 @@ from torchvision.utils import make_grid
 from .augment import POLICIES, diff_augment
 from .checkpoints import save_discriminator, save_generator
 from .generators import Discriminator, Generator
+
+
+def lazy_adam(params: Iterable[torch.Tensor], lr: float, betas: Sequence[float], every: int) -> torch.optim.Adam:
+    """Adam for a network whose regulariser joins every ``every``-th step (StyleGAN2's lazy regularisation:
+    learning rate and betas scaled so the regulariser's steps do not change the effective settings)."""
+    ratio = every / (every + 1)
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio))
+
+
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1: the mean squared gradient norm of ``critic``'s scores with respect to its real inputs."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()
 
 
 class StyleGAN2Training(LightningModule):
@@ -66,11 +81,8 @@ class StyleGAN2Training(LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hparams
-        # StyleGAN2's lazy-regularisation adjustment of D's Adam settings (R1 joins every r1_every-th D step).
-        ratio = hp.r1_every / (hp.r1_every + 1)
-        d_betas = (hp.betas[0] ** ratio, hp.betas[1] ** ratio)
         return [torch.optim.Adam(self.generator.parameters(), lr=hp.g_lr, betas=tuple(hp.betas)),
-                torch.optim.Adam(self.discriminator.parameters(), lr=hp.d_lr * ratio, betas=d_betas)]
+                lazy_adam(self.discriminator.parameters(), hp.d_lr, hp.betas, hp.r1_every)]
 
     def sample_ws(self, batch: int) -> torch.Tensor:
         """W+ codes of random latents, mixed at a random layer with probability ``style_mixing``."""
@@ -117,10 +129,7 @@ class StyleGAN2Training(LightningModule):
 
     def r1_penalty(self, real: torch.Tensor) -> torch.Tensor:
         """Mean squared gradient norm of D's output with respect to real images."""
-        real = real.detach().requires_grad_(True)
-        scores = self.discriminate(real)
-        (grad,) = torch.autograd.grad(scores.sum(), real, create_graph=True)
-        return grad.square().sum(dim=[1, 2, 3]).mean()
+        return r1_penalty(self.discriminate, real)
 
     @torch.no_grad()
     def update_ema(self, step_images: int) -> None:

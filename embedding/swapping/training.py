@@ -20,6 +20,7 @@ from torchvision.utils import make_grid
 
 from ..checkpoints import save_swapping_autoencoder
 from ..generators import Discriminator
+from ..training import lazy_adam, r1_penalty
 from .model import PatchCooccurrence, SwappingAutoencoder, random_patches
 
 
@@ -73,10 +74,9 @@ class SwappingAutoencoderTraining(LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hparams
-        ratio = hp.r1_every / (hp.r1_every + 1)  # StyleGAN2's lazy-regularisation adjustment
         critics = [*self.discriminator.parameters(), *self.patch_discriminator.parameters()]
         return [torch.optim.Adam(self.autoencoder.parameters(), lr=hp.lr, betas=tuple(hp.betas)),
-                torch.optim.Adam(critics, lr=hp.lr * ratio, betas=(hp.betas[0] ** ratio, hp.betas[1] ** ratio))]
+                lazy_adam(critics, hp.lr, hp.betas, hp.r1_every)]
 
     def cooccurrence(self, images: Tensor, texture_source: Tensor) -> Tensor:
         """Patch logits ``[B·patches]``: patches of ``images`` against reference patches of ``texture_source``."""
@@ -135,13 +135,11 @@ class SwappingAutoencoderTraining(LightningModule):
 
     def r1_penalties(self, real: Tensor) -> tuple[Tensor, Tensor]:
         """Mean squared gradient norms of both discriminators with respect to their real inputs."""
-        real = real.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.discriminator(real).sum(), real, create_graph=True)
         hp = self.hparams
-        query = random_patches(real.detach(), hp.patches, hp.patch_size).flatten(0, 1).requires_grad_(True)
+        query = random_patches(real.detach(), hp.patches, hp.patch_size).flatten(0, 1)
         refs = random_patches(real.detach(), hp.references, hp.patch_size)
-        (patch_grad,) = torch.autograd.grad(self.patch_discriminator(query, refs).sum(), query, create_graph=True)
-        return grad.square().sum(dim=[1, 2, 3]).mean(), patch_grad.square().sum(dim=[1, 2, 3]).mean()
+        return (r1_penalty(self.discriminator, real),
+                r1_penalty(lambda patches: self.patch_discriminator(patches, refs), query))
 
     @torch.no_grad()
     def sample_grid(self, count: int, seed: int) -> Tensor:
