@@ -36,9 +36,9 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def generator_file(source: str) -> Path:
-    """The file a generator source names (the packaged file for the embedded default)."""
-    return default_path("generator") if source == DEFAULT_NAME else Path(source)
+def generator_file(source: str, kind: str = "generator") -> Path:
+    """The file a network source names (the packaged file of ``kind`` for the embedded default)."""
+    return default_path(kind) if source == DEFAULT_NAME else Path(source)
 
 
 def find_latents(source: Path, stem: str) -> Path:

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .dgp.weights import DIFF_KEY, render_stacked, stacked_parameters, weight_diff
+from .dgp.weights import diff_record, render_stacked, stacked_parameters
 from .fitting import FitResult, FittingMethod
 from .latents import Latents
 from .losses import EmbeddingLoss
@@ -156,6 +156,5 @@ class PTIModule(FittingMethod):
         meta = self.metadata(self.group_stems[i], latent_space="w", perceptual=self.perceptual.describe())
         latents = Latents(self.w_plus[i].detach().float().cpu(), noise, meta)
         dtype = getattr(torch, self.hparams.diff_dtype)
-        diff = {DIFF_KEY: weight_diff(self.generator.synthesis, self.weight_names, list(self.weights), i, dtype),
-                "generator": self.generator_source, "generator_sha256": self.generator_sha256}
-        return FitResult(latents, diff)
+        return FitResult(latents, diff_record(self.generator.synthesis, self.weight_names, list(self.weights), i,
+                                              dtype, self.generator_source, self.generator_sha256))

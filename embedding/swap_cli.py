@@ -47,16 +47,18 @@ def _photos(images: str | list[str]) -> list[Path]:
 
 def _codes(inputs: Sequence[str], source: str | None, crop: Crop) -> tuple[SwappingAutoencoder, list[SwapCodes]]:
     """The autoencoder and each input's codes: read from a codes file, or encoded from a photo."""
-    stored = [SwapCodes.load(p) for p in inputs if Path(p).suffix == ".pt"]
-    recorded = {c.metadata.get("autoencoder_sha256") for c in stored} - {None}
-    ae, metadata = load_autoencoder(source or (stored[0].metadata.get("autoencoder") if stored else DEFAULT_NAME))
+    stored = {p: SwapCodes.load(p) for p in inputs if Path(p).suffix == ".pt"}
+    recorded = {c.metadata.get("autoencoder_sha256") for c in stored.values()} - {None}
+    first = next(iter(stored.values()), None)
+    ae, metadata = load_autoencoder(source or (first.metadata.get("autoencoder") if first else DEFAULT_NAME))
     if source is None and recorded and recorded != {metadata["autoencoder_sha256"]}:
         raise ValueError(f"{', '.join(inputs)}: codes of another autoencoder than {metadata['autoencoder']}; "
                          "name the one that made them with --autoencoder")
     codes = []
-    for path in map(Path, inputs):
-        if path.suffix == ".pt":
-            codes.append(SwapCodes.load(path).check(ae))
+    for entry in inputs:
+        path = Path(entry)
+        if entry in stored:
+            codes.append(stored[entry].check(ae))
         else:
             image, _ = read_image(path, ae.resolution, crop)
             codes.extend(encode(ae, image[None], [path.stem], metadata))
@@ -137,9 +139,10 @@ def grid(images: str | list[str], autoencoder: str = DEFAULT_NAME, crop: Crop = 
         crop: pixel box cut from photos first.
         out: output folder; writes ``swap_grid.png`` (the diagonal holds the reconstructions).
     """
-    paths = [str(p) for p in _photos(images)]
-    ae, codes = _codes(paths, autoencoder, crop)
-    photos = [read_image(p, ae.resolution, crop)[0] for p in paths]
+    paths = _photos(images)
+    ae, metadata = load_autoencoder(autoencoder)
+    photos = torch.stack([read_image(p, ae.resolution, crop)[0] for p in paths])
+    codes = encode(ae, photos, [p.stem for p in paths], metadata)
     tiles = [torch.ones_like(photos[0]), *photos]
     for row, code in enumerate(codes):
         tiles.append(photos[row])
@@ -159,8 +162,9 @@ def direction(from_images: str | list[str], to_images: str | list[str], autoenco
         crop: pixel box cut from photos first.
         out: the direction file (``direction`` ``[t]`` and how it was made).
     """
-    _, from_codes = _codes([str(p) for p in _photos(from_images)], autoencoder, crop)
-    ae, to_codes = _codes([str(p) for p in _photos(to_images)], autoencoder, crop)
+    sources, targets = [str(p) for p in _photos(from_images)], [str(p) for p in _photos(to_images)]
+    _, codes = _codes(sources + targets, autoencoder, crop)
+    from_codes, to_codes = codes[: len(sources)], codes[len(sources) :]
     vector = texture_direction(from_codes, to_codes)
     record = {"direction": vector, "metadata": {**from_codes[0].metadata, "from": len(from_codes),
                                                 "to": len(to_codes), "stem": None}}

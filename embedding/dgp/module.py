@@ -23,7 +23,7 @@ from ..fitting import FitResult, FittingMethod, GroupView
 from ..latents import Latents, find_latents
 from ..phases import Schedule, with_steps
 from .stages import Stage, progressive_stages
-from .weights import DIFF_KEY, render_stacked, stacked_parameters, weight_diff
+from .weights import diff_record, render_stacked, stacked_parameters
 
 Batch = dict
 _SEARCH_CHUNK = 50
@@ -287,6 +287,5 @@ class DGPModule(FittingMethod):
         if not self.hparams.finetune_generator:
             return FitResult(latents)
         dtype = getattr(torch, self.hparams.diff_dtype)
-        diff = {DIFF_KEY: weight_diff(self.generator.synthesis, self.weight_names, list(self.weights), i, dtype),
-                "generator": self.generator_source, "generator_sha256": self.generator_sha256}
-        return FitResult(latents, diff)
+        return FitResult(latents, diff_record(self.generator.synthesis, self.weight_names, list(self.weights), i,
+                                              dtype, self.generator_source, self.generator_sha256))

@@ -53,6 +53,13 @@ def weight_diff(synthesis: nn.Module, names: list[str], weights: list[torch.Tens
     return out
 
 
+def diff_record(synthesis: nn.Module, names: list[str], weights: list[torch.Tensor], i: int, dtype: torch.dtype,
+                source: str, source_sha256: str) -> dict:
+    """The contents of ``generators/<stem>.pt`` for copy ``i``: its difference and the pretrained generator's name."""
+    return {DIFF_KEY: weight_diff(synthesis, names, weights, i, dtype), "generator": source,
+            "generator_sha256": source_sha256}
+
+
 def read_diff(path: Path) -> dict[str, torch.Tensor]:
     """The pretrained − fine-tuned tensors stored in a ``generators/<stem>.pt`` file."""
     try:

@@ -14,16 +14,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..checkpoints import DEFAULT_NAME, load_swapping_autoencoder
-from ..checkpoints import default_path as _default_path
-from ..latents import sha256
+from ..checkpoints import load_swapping_autoencoder
+from ..latents import generator_file, sha256
 from ..run_folder import atomic_write
 from .model import SwappingAutoencoder
-
-
-def autoencoder_file(source: str) -> Path:
-    """The file an autoencoder source names (the packaged file for the embedded default)."""
-    return _default_path("swapping_autoencoder") if source == DEFAULT_NAME else Path(source)
 
 
 @dataclass(eq=False)
@@ -76,7 +70,7 @@ def load_autoencoder(source: str) -> tuple[SwappingAutoencoder, dict]:
     """The autoencoder in ``source`` (or the embedded default) on the best device, and what records name it by."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ae = load_swapping_autoencoder(source, device)
-    return ae, {"autoencoder": source, "autoencoder_sha256": sha256(autoencoder_file(source))}
+    return ae, {"autoencoder": source, "autoencoder_sha256": sha256(generator_file(source, "swapping_autoencoder"))}
 
 
 @torch.no_grad()
