@@ -1,5 +1,6 @@
-"""PSNR and SSIM of every image at the end of every phase, to TensorBoard and ``metrics.csv``; for
-face runs, optionally the identity distance and landmark error between target and render."""
+"""PSNR and SSIM of every image at the end of every phase (and, if asked, every N steps inside it), to
+TensorBoard and ``metrics.csv``; for face runs, optionally the identity distance and landmark error
+between target and render."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ def ssim(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None =
 class EmbeddingMetrics(Callback):
     """At each phase end: per-image PSNR/SSIM (masked variants where a mask applies), logged and written.
 
+    With ``every_n_steps`` N > 0 the same rows are also written after the first step of every
+    phase and every N steps of it (``step`` counts the group's steps), for curves of quality
+    against steps; a phase's last row is still the one at its end.
+
     Rows are appended to ``metrics.csv`` in the run folder (one writer at a time across
     processes). When a run starts, rows of images that did not finish (a killed run) and that no
     mid-group checkpoint covers are dropped, so a resumed run writes each row once.
@@ -50,10 +55,15 @@ class EmbeddingMetrics(Callback):
             distance between the face descriptors of target and render (dlib's ResNet descriptor;
             below ~0.6 is the same person) and ``landmark_error`` the mean distance between their
             68 landmarks over the target's eye distance. Both take the whole image as the face.
+        every_n_steps: also measure inside each phase, after its first step and every N steps
+            (``--metrics.every_n_steps 50``); 0 measures at phase ends only.
     """
 
-    def __init__(self, identity: bool = False) -> None:
+    def __init__(self, identity: bool = False, every_n_steps: int = 0) -> None:
+        if every_n_steps < 0:
+            raise ValueError(f"metrics.every_n_steps must be ≥ 0, got {every_n_steps}")
         self.identity = identity
+        self.every_n_steps = every_n_steps
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
@@ -62,18 +72,24 @@ class EmbeddingMetrics(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: dict,
                            batch_idx: int) -> None:
         progress = pl_module.progress
-        if progress.ended is None:
+        phase = progress.ended or (progress.phase if self._inside(progress.phase_step) else None)
+        if phase is None:
             return
         failed = pl_module.failed
         view = pl_module.view(batch)
         rows = [row for row in self.measure(view.compared, view.reference, view.measure_mask, progress.stems,
-                                            progress.ended, progress.step, self.identity)
+                                            phase, progress.step, self.identity)
                 if row["image"] not in failed]
         if trainer.logger is not None:
             for row in rows:
-                values = {f"{key}/{progress.ended}/{row['image']}": float(row[key]) for key in COLUMNS[3:] if row[key]}
+                values = {f"{key}/{phase}/{row['image']}": float(row[key]) for key in COLUMNS[3:] if row[key]}
                 trainer.logger.log_metrics(values, step=trainer.global_step)
         self._append(RunFolder(trainer.default_root_dir), rows)
+
+    def _inside(self, phase_step: int) -> bool:
+        """Whether a phase's ``phase_step``-th step (not its last) is measured."""
+        n = self.every_n_steps
+        return n > 0 and (phase_step == 1 or phase_step % n == 0)
 
     @staticmethod
     @torch.no_grad()

@@ -75,6 +75,23 @@ def test_rerun_skips_finished_images(tiny_generator_file, photos, tmp_path):
     assert len(rows) == len(set(rows)) == 6, "a refitted image's rows are written once"
 
 
+def test_metrics_every_n_steps_gives_curves_ending_at_each_phase_end(tiny_generator_file, photos, tmp_path):
+    root = tmp_path / "run"
+    run_embed(tiny_generator_file, photos, root, "--metrics.every_n_steps", "2", "--data.batch_size", "3")
+    with open(root / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = {(r["phase"], int(r["step"])) for r in rows}
+    # WI has 6 steps (rows after its 1st, 2nd, 4th and last), Mkn 4 (group steps 7, 8 and its end, 10)
+    assert steps == {("WI", 1), ("WI", 2), ("WI", 4), ("WI", 6), ("Mkn", 7), ("Mkn", 8), ("Mkn", 10)}
+    assert len(rows) == 3 * len(steps), "one row per image and measured step"
+    plain = tmp_path / "plain"
+    run_embed(tiny_generator_file, photos, plain, "--data.batch_size", "3")
+    with open(plain / "metrics.csv", newline="") as f:
+        ends = {(r["image"], r["phase"], r["step"], r["psnr"], r["ssim"]) for r in csv.DictReader(f)}
+    assert ends == {(r["image"], r["phase"], r["step"], r["psnr"], r["ssim"]) for r in rows
+                    if int(r["step"]) in (6, 10)}, "measuring inside a phase leaves the fit as it was"
+
+
 def test_corrupt_image_is_reported_and_the_others_finish(tiny_generator_file, photos, tmp_path, caplog):
     (photos / "broken.jpg").write_bytes((PHOTOS / "000002.jpg").read_bytes()[:300])
     (photos / "empty.png").write_bytes(b"")
