@@ -28,6 +28,8 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "fit": Command("embedding.fit_cli", "fit photos with the method a recipe names (W+ and noise embedding, DGP), "
                                         "e.g. --config recipes/reconstruct.yaml"),
+    "encode": Command("embedding.encode_cli", "embed photos with an encoder in one forward pass, into latents "
+                                              "files like fit's"),
     "edit": Command("embedding.edit_cli", "edit fitted codes: attribute transfer, activations, morphing, "
                                           "jittering, style mixing, arithmetic"),
     "swap": Command("embedding.swap_cli", "Swapping Autoencoder: embed photos in one pass, swap structure and "

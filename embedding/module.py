@@ -19,6 +19,7 @@ from torch import nn
 
 from datamodules.masks import blur, dilate
 
+from .checkpoints import DEFAULT_NAME
 from .encoder import load_encoder
 from .faces.descriptor import face_descriptors
 from .fitting import FitResult, FittingMethod
@@ -45,7 +46,8 @@ class EmbeddingModule(FittingMethod):
         w_init_offset: add U[-a, a] to the starting code (different plausible inpaintings).
         latents: folder (or run folder) holding ``<stem>.pt`` / ``<stem>.npz``, or one such file for
             every image; used when ``w_init`` or ``noise_init`` is ``"latents"``.
-        encoder: an encoder file (``embed train`` with ``recipes/train_encoder.yaml``), for ``w_init: encoder``.
+        encoder: an encoder file (``embed train`` with ``recipes/train_encoder.yaml``), for ``w_init: encoder``;
+            with the embedded default generator, the shipped encoder (``"default"``) when none is named.
         noise_init: starting noise: ``"random"`` (N(0, I), the paper's), ``"const"`` (the
             checkpoint's fixed maps) or ``"latents"``.
         perceptual: the network of the perceptual and style terms (:mod:`embedding.perceptual`):
@@ -91,8 +93,14 @@ class EmbeddingModule(FittingMethod):
         self.loss_fn = self._build_loss(perceptual, request, percept_layers, style_layers)
         if "latents" in (w_init, noise_init) and latents is None:
             raise ValueError("w_init/noise_init 'latents' needs `latents`: a folder or file of codes")
-        if (w_init == "encoder") != (encoder is not None):
-            raise ValueError("w_init 'encoder' and `encoder` (an encoder file) go together")
+        if encoder is not None and w_init != "encoder":
+            raise ValueError("`encoder` is only read with w_init 'encoder'")
+        if w_init == "encoder" and encoder is None:
+            if generator != DEFAULT_NAME:
+                raise ValueError("w_init 'encoder' needs `encoder`, an encoder file trained for this generator "
+                                 "(embed train fit --config recipes/train_encoder.yaml); only the embedded "
+                                 "default generator has one shipped")
+            encoder = DEFAULT_NAME
         self.encoder = load_encoder(encoder) if encoder is not None else None
         self.w_plus: nn.Parameter | None = None
         self.noise = nn.ParameterList()

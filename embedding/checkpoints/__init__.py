@@ -25,7 +25,7 @@ __all__ = ["CheckpointError", "build_network", "load_discriminator", "load_gener
 
 DEFAULT_NAME = "default"
 _DEFAULT_FILES = {"generator": "default_generator.pt", "discriminator": "default_discriminator.pt",
-                  "swapping_autoencoder": "default_swapping_autoencoder.pt"}
+                  "swapping_autoencoder": "default_swapping_autoencoder.pt", "encoder": "default_encoder.pt"}
 
 
 def default_path(kind: str) -> Path:

@@ -38,16 +38,23 @@ def save(net: nn.Module, kind: str, path: str | Path, dtype: torch.dtype | None 
     return path
 
 
-def read(path: Path, kind: str) -> tuple[dict, dict, dict]:
-    """Constructor kwargs, state dict and metadata of a native checkpoint of the given ``kind``."""
+def read_config(path: Path, kind: str) -> dict:
+    """The ``.json`` config beside a native checkpoint of the given ``kind`` (errors name the file)."""
     try:
         config = json.loads(config_path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(config_path(path), f"unreadable checkpoint config: {e}") from e
-    if config.get("format") != FORMAT:
-        raise CheckpointError(config_path(path), f"unknown checkpoint format {config.get('format')!r}")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise CheckpointError(config_path(path), f"unknown checkpoint format {found!r}")
     if config.get("kind") != kind:
         raise CheckpointError(path, f"holds a {config.get('kind')!r}, not a {kind!r}")
+    return config
+
+
+def read(path: Path, kind: str) -> tuple[dict, dict, dict]:
+    """Constructor kwargs, state dict and metadata of a native checkpoint of the given ``kind``."""
+    config = read_config(path, kind)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for corrupt files
