@@ -41,17 +41,17 @@ from reconstruct_heldout import FACE_BOX, held_out_photos
 from callbacks.metrics import psnr, ssim
 from datamodules.images import read_image
 from embedding import load_generator
-from embedding.directions import Direction, linear_boundary
+from embedding.directions import Direction
+from embedding.edit_cli import direction_boundary
 from embedding.encode_cli import encode
-from embedding.faces.attributes import EXPRESSIONS, face_attributes
+from embedding.faces.attributes import ATTRIBUTE_SCORES, face_attributes
 from embedding.faces.descriptor import identity_distance
 from embedding.fit_cli import EmbedCLI
+from embedding.generators import Generator
 from embedding.latents import Latents
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
-SCORERS = {"smile": lambda a: a["expression"][:, EXPRESSIONS.index("happy")], "male": lambda a: a["gender_prob"],
-           "age": lambda a: a["age"]}
 
 
 def fit_args(name: str, steps: int, curve_every: int) -> list[str]:
@@ -106,9 +106,9 @@ def load_results(folder: Path, photos: list[Path]) -> list[Latents]:
 
 
 @torch.no_grad()
-def renders(records: list[Latents], direction: Direction | None = None, strength: float = 0.0) -> torch.Tensor:
-    """Each record rendered with its own generator, its code moved ``strength`` along ``direction`` first."""
-    base = load_generator("default")
+def renders(base: Generator, records: list[Latents], direction: Direction | None = None,
+            strength: float = 0.0) -> torch.Tensor:
+    """Each record rendered with its own generator (``base`` plus its tuned weights), its code moved first."""
     out = []
     for r in records:
         if direction is not None:
@@ -118,12 +118,12 @@ def renders(records: list[Latents], direction: Direction | None = None, strength
 
 
 @torch.no_grad()
-def measure(records: list[Latents], targets: torch.Tensor, direction: Direction, attribute: str,
+def measure(base: Generator, records: list[Latents], targets: torch.Tensor, direction: Direction, attribute: str,
             strength: float) -> dict[str, float]:
     """Mean PSNR, SSIM, identity distance of the results; the edit's score change and identity drift."""
-    images = renders(records)
-    edited = renders(records, direction, strength)
-    score = SCORERS[attribute]
+    images = renders(base, records)
+    edited = renders(base, records, direction, strength)
+    score = ATTRIBUTE_SCORES[attribute]
     return {"psnr": psnr(images, targets).mean().item(), "ssim": ssim(images, targets).mean().item(),
             "identity": identity_distance(images, targets).mean().item(),
             "edit_change": (score(face_attributes(edited)) - score(face_attributes(images))).mean().item(),
@@ -132,13 +132,9 @@ def measure(records: list[Latents], targets: torch.Tensor, direction: Direction,
 
 def boundary(attribute: str, samples: int, path: Path) -> Direction:
     """The attribute's linear boundary for the default generator (made once, kept in the run folder)."""
-    if path.is_file():
-        return Direction.load(path)
-    g = load_generator("default")
-    vector = linear_boundary(g, lambda images: SCORERS[attribute](face_attributes(images)), samples)
-    direction = Direction(vector, None, {"how": f"linear boundary of {attribute}", "samples": samples})
-    direction.save(path)
-    return direction
+    if not path.is_file():
+        direction_boundary(attribute, samples=samples, out=str(path))
+    return Direction.load(path)
 
 
 def curves(metrics_csv: Path) -> dict[str, dict[int, float]]:
@@ -182,8 +178,8 @@ def plot_curves(mean: dict, encoder: dict, phase_end: int, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def edit_sheet(results: dict[str, list[Latents]], target: torch.Tensor, index: int, direction: Direction,
-               strengths: list[float], path: Path, scale: int = 2) -> None:
+def edit_sheet(base: Generator, results: dict[str, list[Latents]], target: torch.Tensor, index: int,
+               direction: Direction, strengths: list[float], path: Path, scale: int = 2) -> None:
     """One photo, every method: the photo, then the result moved by each strength (0 is the result itself)."""
     side = target.shape[-1] * scale
     label_w = 90
@@ -202,7 +198,7 @@ def edit_sheet(results: dict[str, list[Latents]], target: torch.Tensor, index: i
         draw.text((4, y + side // 2 - 6), name, fill="black")
         sheet.paste(tile(target), (label_w, y))
         for j, s in enumerate(strengths):
-            sheet.paste(tile(renders([records[index]], direction, s)[0]), (label_w + side * (j + 1), y))
+            sheet.paste(tile(renders(base, [records[index]], direction, s)[0]), (label_w + side * (j + 1), y))
     sheet.save(path)
 
 
@@ -212,7 +208,7 @@ def main() -> None:
     parser.add_argument("--holdout-fraction", type=float, default=0.05)
     parser.add_argument("--steps", type=int, default=300, help="steps of each phase (DGP: 2/5 of this per stage)")
     parser.add_argument("--curve-every", type=int, default=10, help="metrics interval of the steps-to-quality runs")
-    parser.add_argument("--attribute", default="smile", choices=list(SCORERS))
+    parser.add_argument("--attribute", default="smile", choices=list(ATTRIBUTE_SCORES))
     parser.add_argument("--boundary-samples", type=int, default=1000)
     parser.add_argument("--strength", type=float, default=4.0, help="edit strength (units of the unit normal in W)")
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
@@ -236,7 +232,9 @@ def main() -> None:
             seconds[method] = run_fit(method, photos, folder, args.steps, args.curve_every, args.embed_args)
         results[method] = load_results(folder, photos)
 
-    table = {m: measure(r, targets, direction, args.attribute, args.strength) for m, r in results.items()}
+    base_generator = load_generator("default")
+    table = {m: measure(base_generator, r, targets, direction, args.attribute, args.strength)
+             for m, r in results.items()}
     print(f"\n{len(photos)} held-out CelebA photos, 64² default generator, {args.steps} steps a phase; "
           f"edit: {args.attribute} boundary × {args.strength:g}")
     print(f"{'method':<11} {'PSNR dB':>8} {'SSIM':>6} {'identity':>9} {'s/photo':>8} "
@@ -260,7 +258,7 @@ def main() -> None:
             plot_curves(mean_curve, enc_curve, args.steps, Path(args.figures) / "steps_to_quality.png")
     if args.figures:
         strengths = [-2 * args.strength, -args.strength, 0.0, args.strength, 2 * args.strength]
-        edit_sheet(results, targets[args.sheet_photo], args.sheet_photo, direction, strengths,
+        edit_sheet(base_generator, results, targets[args.sheet_photo], args.sheet_photo, direction, strengths,
                    Path(args.figures) / "attribute_edits.png")
 
 

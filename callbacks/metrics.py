@@ -137,10 +137,14 @@ class EmbeddingMetrics(Callback):
             rows = list(csv.DictReader(f))
         resumed = ResumeStore(folder.root).steps_done()
         kept = [r for r in rows if folder.is_done(r["image"]) or int(r["step"]) <= resumed.get(r["image"], -1)]
-        if len(kept) == len(rows):
-            return
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(kept)
-        atomic_write(folder.metrics_csv, lambda f: f.write(buffer.getvalue().encode()))
+        if len(kept) != len(rows):
+            write_metrics(folder, kept)
+
+
+def write_metrics(folder: RunFolder, rows: list[dict]) -> None:
+    """Replace the run folder's ``metrics.csv`` by ``rows`` (rows of :data:`COLUMNS`), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(folder.metrics_csv, lambda f: f.write(buffer.getvalue().encode()))

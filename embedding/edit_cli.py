@@ -374,13 +374,12 @@ def direction_boundary(attribute: Literal["age", "male", "smile"], generator: st
         seed: seed of the samples.
         out: the direction file (``[w_dim]``, unit length, every row; toward a higher score).
     """
-    from .faces.attributes import EXPRESSIONS, face_attributes
+    from .faces.attributes import ATTRIBUTE_SCORES, face_attributes
 
-    scorers = {"age": lambda a: a["age"], "male": lambda a: a["gender_prob"],
-               "smile": lambda a: a["expression"][:, EXPRESSIONS.index("happy")]}
     G = load_generator(generator).eval().to("cuda" if torch.cuda.is_available() else "cpu")
-    vector = directions.linear_boundary(G, lambda images: scorers[attribute](face_attributes(images)), samples,
-                                        extremes, truncation, seed=seed)
+    score = ATTRIBUTE_SCORES[attribute]
+    vector = directions.linear_boundary(G, lambda images: score(face_attributes(images)), samples, extremes,
+                                        truncation, seed=seed)
     meta = {"how": f"linear boundary of {attribute}", "samples": samples, "generator": generator,
             "generator_sha256": sha256(generator_file(generator))}
     return _write_direction(directions.Direction(vector, None, meta), out)

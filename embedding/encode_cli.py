@@ -11,8 +11,6 @@ names another; the generator is the one the encoder was trained for unless ``--g
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from pathlib import Path
@@ -20,14 +18,14 @@ from pathlib import Path
 import torch
 from jsonargparse import auto_cli
 
-from callbacks.metrics import COLUMNS, EmbeddingMetrics
+from callbacks.metrics import EmbeddingMetrics, write_metrics
 from callbacks.writer import save_png
 from datamodules.images import ImageReadError, read_image, resolve_images, unique_stems
 
 from .checkpoints import DEFAULT_NAME, load_generator
 from .encoder import load_encoder, read_encoder_metadata
 from .latents import Latents, generator_file, sha256
-from .run_folder import RunFolder, atomic_write
+from .run_folder import RunFolder
 
 log = logging.getLogger("embedding")
 Crop = tuple[int, int, int, int] | None
@@ -86,19 +84,11 @@ def encode(images: str | list[str], encoder: str = DEFAULT_NAME, generator: str 
         done += len(chunk)
     if not done:
         raise ValueError(f"none of the {len(paths)} image(s) in {images} could be read")
-    _write_metrics(folder, rows)
+    write_metrics(folder, rows)
     mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
     log.info("%d photo(s) in %.4f s each (encode + render); PSNR %.2f dB, SSIM %.3f; results in %s", done,
              seconds / done, mean("psnr"), mean("ssim"), folder.root)
     return folder.root
-
-
-def _write_metrics(folder: RunFolder, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(folder.metrics_csv, lambda f: f.write(buffer.getvalue().encode()))
 
 
 def main(args: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ from lightning import LightningModule
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
-from .checkpoints import DEFAULT_NAME, build_network, default_path, load_discriminator, load_generator, native
+from .checkpoints import build_network, load_discriminator, load_generator, native, resolve_file
 from .generators import Discriminator
 from .generators.layers import FullyConnectedLayer
 
@@ -66,24 +66,17 @@ def save_encoder(encoder: LatentEncoder, path: str | Path, dtype: torch.dtype | 
     return native.save(encoder, "encoder", path, dtype, metadata)
 
 
-def encoder_file(source: str | Path) -> Path:
-    """The file an encoder source names (``"default"``: the one shipped for the default generator)."""
-    path = default_path("encoder") if str(source) == DEFAULT_NAME else Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder not found: {path}")
-    return path
-
-
 def load_encoder(source: str | Path, device: str | torch.device = "cpu") -> LatentEncoder:
-    """An encoder written by :func:`save_encoder`, or ``"default"``; frozen, in eval mode (errors name the file)."""
-    path = encoder_file(source)
+    """An encoder written by :func:`save_encoder`, or ``"default"`` (the one shipped for the default generator);
+    frozen, in eval mode (errors name the file)."""
+    path = resolve_file(source, "encoder")
     kwargs, state, _ = native.read(path, "encoder")
     return build_network(LatentEncoder, kwargs, state, path).to(device)
 
 
 def read_encoder_metadata(source: str | Path) -> dict:
     """What an encoder file records of itself: the generator it was trained for, its training."""
-    return native.read_config(encoder_file(source), "encoder").get("metadata", {})
+    return native.read_config(resolve_file(source, "encoder"), "encoder").get("metadata", {})
 
 
 class EncoderTraining(LightningModule):

@@ -21,7 +21,7 @@ from . import native, nvidia, rosinality
 from .errors import CheckpointError
 
 __all__ = ["CheckpointError", "build_network", "load_discriminator", "load_generator", "load_swapping_autoencoder",
-           "save_discriminator", "save_generator", "save_swapping_autoencoder", "DEFAULT_NAME"]
+           "save_discriminator", "save_generator", "save_swapping_autoencoder", "resolve_file", "DEFAULT_NAME"]
 
 DEFAULT_NAME = "default"
 _DEFAULT_FILES = {"generator": "default_generator.pt", "discriminator": "default_discriminator.pt",
@@ -33,7 +33,8 @@ def default_path(kind: str) -> Path:
     return Path(str(resources.files("embedding") / "assets" / _DEFAULT_FILES[kind]))
 
 
-def _resolve(source: str | os.PathLike, kind: str) -> Path:
+def resolve_file(source: str | os.PathLike, kind: str) -> Path:
+    """The existing file ``source`` names (``"default"``: the packaged network of ``kind``); errors name it."""
     if str(source) == DEFAULT_NAME:
         path = default_path(kind)
         if not path.is_file():
@@ -49,7 +50,7 @@ def _resolve(source: str | os.PathLike, kind: str) -> Path:
 def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_ema",
                    device: str | torch.device = "cpu") -> Generator:
     """The generator in ``source`` (``network`` picks ``G_ema`` or ``G`` inside NVIDIA pickles), frozen, eval mode."""
-    path = _resolve(source, "generator")
+    path = resolve_file(source, "generator")
     if path.suffix == ".pkl":
         data = nvidia.read_pickle(path)
         net = nvidia.network(data, network, path)
@@ -71,7 +72,7 @@ def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_e
 
 def load_discriminator(source: str | os.PathLike = DEFAULT_NAME, device: str | torch.device = "cpu") -> Discriminator:
     """The discriminator in ``source`` (``D`` in NVIDIA pickles, ``d`` in rosinality files), frozen, eval mode."""
-    path = _resolve(source, "discriminator")
+    path = resolve_file(source, "discriminator")
     if path.suffix == ".pkl":
         net = nvidia.network(nvidia.read_pickle(path), "D", path)
         kwargs, state = nvidia.discriminator_kwargs(net, path), net.state_dict()
@@ -100,7 +101,7 @@ def save_discriminator(discriminator: Discriminator, path: str | os.PathLike, dt
 def load_swapping_autoencoder(source: str | os.PathLike = DEFAULT_NAME,
                               device: str | torch.device = "cpu") -> SwappingAutoencoder:
     """A Swapping Autoencoder (encoder and generator) in the project's format, or the embedded default; eval mode."""
-    path = _resolve(source, "swapping_autoencoder")
+    path = resolve_file(source, "swapping_autoencoder")
     if not native.is_native(path):
         raise CheckpointError(path, "not a project checkpoint (no .json beside it)")
     kwargs, state, _ = native.read(path, "swapping_autoencoder")

@@ -12,6 +12,9 @@ from .layers import Conv, SeparableConv, from_unit, max_pool_same, shared_net, s
 from .tfjs import load_model
 
 EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
+# One number per face from face_attributes' output: what attribute directions and edits are scored by.
+ATTRIBUTE_SCORES = {"age": lambda a: a["age"], "male": lambda a: a["gender_prob"],
+                    "smile": lambda a: a["expression"][:, EXPRESSIONS.index("happy")]}
 
 
 class ReductionBlock(nn.Module):
