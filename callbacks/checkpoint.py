@@ -2,7 +2,8 @@
 
 SIGTERM (what schedulers send) and SIGINT (Ctrl-C) stop a run between two steps: the group being
 fitted is checkpointed first, then ``Interrupted`` ends the fit so the command can print its
-summary and exit with 128 + the signal number (143, 130).
+summary and exit with 128 + the signal number (143, 130). A fit run inside another program (a
+test, a notebook) hands the signal on to that program's own handlers once it has stopped.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class Interrupted(BaseException):
 
     def __str__(self) -> str:
         return f"stopped by {signal.Signals(self.signum).name}"
+
+    def hand_on(self) -> None:
+        """Deliver the signal to the handler the process had before the fit (a caller's Ctrl-C still stops it)."""
+        signal.raise_signal(self.signum)
 
 
 class GroupCheckpoint(Callback):

@@ -83,7 +83,7 @@ class EmbeddingMetrics(Callback):
         if trainer.logger is not None:
             for row in rows:
                 values = {f"{key}/{phase}/{row['image']}": float(row[key]) for key in COLUMNS[3:] if row[key]}
-                trainer.logger.log_metrics(values, step=trainer.global_step)
+                trainer.logger.log_metrics(values, step=progress.step)  # the image's own step, as in metrics.csv
         self._append(RunFolder(trainer.default_root_dir), rows)
 
     def _inside(self, phase_step: int) -> bool:

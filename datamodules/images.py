@@ -333,10 +333,14 @@ class ImageFolderDataset(Dataset):
             named = [(f"{stem}_{k}", path) for stem, path in named for k in range(1, solutions + 1)]
         self.skipped = [stem for stem, _ in named if skip is not None and skip(stem)]
         skipped = set(self.skipped)
-        self.items = [item for item in named if item[0] not in skipped and self._usable(*item)]
+        usable: dict[Path, bool] = {}  # the copies of one photo (solutions) are checked once
+        for stem, path in named:
+            if stem not in skipped and path not in usable:
+                usable[path] = self._usable(stem, path)
+        self.items = [(stem, path) for stem, path in named if stem not in skipped and usable[path]]
         if not self.items and not self.skipped:
             listing = "\n".join(f"  {path}: {reason}" for path, reason in self.failures) or "  (no input)"
-            raise NoUsableImageError(f"no readable image in {images!r}:\n{listing}")
+            raise NoUsableImageError(f"nothing to fit in {images!r}: no input could be used:\n{listing}")
 
     @staticmethod
     def _index_files(folder: str | None) -> dict[str, Path]:

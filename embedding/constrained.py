@@ -5,8 +5,11 @@ The GAN-editing lecture's objective, over W+ from the fitted code ``w0`` (noise 
     w* = argmin_w  U(G(w)) + λ1·‖w − w0‖² − λ2·D(G(w))
 
 ``U`` is the mean squared difference between the render and the constraint image inside the
-constraint's mask (colour strokes, say), ``‖w − w0‖²`` the mean over W+ of the squared change,
-and ``D`` the generator's own discriminator score (higher = more real).
+constraint's mask (colour strokes, say), plus, weighted by λk, the mean squared difference to
+the fitted render outside it: strokes ask for a change where they are drawn and for nothing
+elsewhere (λk = 0 is the lecture's U alone, which lets the whole face drift toward the strokes'
+colours). ``‖w − w0‖²`` is the mean over W+ of the squared change, and ``D`` the generator's own
+discriminator score (higher = more real).
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ class ConstraintReport:
 
 def constrained_edit(generator: Generator, discriminator: Discriminator, code: Code, target: Tensor, mask: Tensor,
                      steps: int = 200, lr: float = 0.01, code_weight: float = 1.0,
-                     realism_weight: float = 0.01) -> tuple[Code, ConstraintReport]:
+                     realism_weight: float = 0.01, keep_weight: float = 1.0) -> tuple[Code, ConstraintReport]:
     """Optimise ``code``'s W+ for the objective above; returns the edited code and a report.
 
     ``target`` ``[3, R, R]`` and ``mask`` ``[1, R, R]`` (1 = constrained) are at the generator's
-    resolution; ``code_weight`` is λ1, ``realism_weight`` λ2.
+    resolution; ``code_weight`` is λ1, ``realism_weight`` λ2 and ``keep_weight`` λk.
     """
     if steps < 1 or lr <= 0:
         raise ValueError(f"a constrained edit needs steps ≥ 1 and lr > 0, got {steps} and {lr}")
@@ -61,19 +64,24 @@ def constrained_edit(generator: Generator, discriminator: Discriminator, code: C
     def constraint(image: Tensor) -> Tensor:
         return ((image - target).square() * mask).sum() / (mask.sum() * 3).clamp_min(1)
 
+    def outside_change(image: Tensor, fitted: Tensor) -> Tensor:
+        outside = 1 - mask
+        return ((image - fitted).square() * outside).sum() / (outside.sum() * 3).clamp_min(1)
+
+    with torch.no_grad():
+        fitted = render(w0)
     with torch.enable_grad():  # also when called under no_grad, as the edit commands run
         for _ in range(steps):
             image = render(w)
             realism = discriminator(image).mean()
-            loss = constraint(image) + code_weight * (w - w0).square().mean() - realism_weight * realism
+            loss = (constraint(image) + keep_weight * outside_change(image, fitted)
+                    + code_weight * (w - w0).square().mean() - realism_weight * realism)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
     with torch.no_grad():
-        before, after = render(w0), render(w.detach())
-        outside = 1 - mask
+        after = render(w.detach())
         report = ConstraintReport(
-            float(constraint(before)), float(constraint(after)), float(discriminator(before).mean()),
-            float(discriminator(after).mean()), float((w - w0).square().mean()),
-            float(((after - before).square() * outside).sum() / (outside.sum() * 3).clamp_min(1)))
+            float(constraint(fitted)), float(constraint(after)), float(discriminator(fitted).mean()),
+            float(discriminator(after).mean()), float((w - w0).square().mean()), float(outside_change(after, fitted)))
     return Code(w.detach().cpu(), [n.cpu() for n in code.noise], f"{code.name}.constrained"), report

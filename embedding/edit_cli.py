@@ -278,16 +278,23 @@ def attribute(latents: str, direction: str, strengths: list[float] | None = None
               out: str = "runs/edit") -> Path:
     """Attribute edit: the code moved along a direction file (``embed edit direction ...``), one frame per strength.
 
+    Suits W and W+ fits (``--model.steps "{WI: N, Mkn: 0}"``), encoder codes and PTI: a W+ & noise
+    fit keeps the photo's detail in its fitted noise maps, which don't follow the edit.
+
     Args:
         latents: latents file of the embedded image.
         direction: a direction file.
-        strengths: multiples of the direction, one frame each (default −2, −1, 0, 1, 2; 0 is the image).
+        strengths: multiples of the direction, one frame each (default −8, −4, 0, 4, 8; 0 is the image). A
+            boundary or SeFa direction has unit length in W (codes lie some 10 to 30 units from the mean).
         generator: the pretrained generator to render with (default: the one recorded in ``latents``).
         out: output folder; writes the strip ``<stem>.<direction>.png`` and, for each strength,
             ``<stem>.<direction>/<strength>.pt``, a latents file of the edited code.
     """
-    strengths = [-2.0, -1.0, 0.0, 1.0, 2.0] if strengths is None else strengths
+    strengths = [-8.0, -4.0, 0.0, 4.0, 8.0] if strengths is None else strengths
     ((record, G),) = _inputs([latents], generator)
+    if record.metadata.get("fitted_noise"):
+        log.warning("%s was fitted with its noise maps, which hold much of the photo and don't follow the edit: "
+                    "attribute edits show best on W or W+ fits", latents)
     move = directions.Direction.load(direction).check(G, direction)
     code = edits.code_from(record, G)
     name = f"{code.name}.{Path(direction).stem}"
@@ -300,13 +307,15 @@ def attribute(latents: str, direction: str, strengths: list[float] | None = None
 
 
 def constrain(latents: str, constraint: str, mask: str | None = None, steps: int = 200, lr: float = 0.01,
-              lam_code: float = 1.0, lam_real: float = 0.01, discriminator: str | None = None,
+              lam_code: float = 1.0, lam_real: float = 0.01, lam_keep: float = 1.0, discriminator: str | None = None,
               generator: str | None = None, out: str = "runs/edit") -> Path:
     """Constrained edit: optimise the code so its render meets a constraint, close to the fit and realistic.
 
     Minimises ``U(G(w)) + lam_code·‖w − w0‖² − lam_real·D(G(w))`` over W+ from the fitted code
-    ``w0``; ``U`` is the squared difference to ``constraint`` inside its mask. Logs the constraint
-    error, the discriminator score and the distances before and after.
+    ``w0``; ``U`` is the squared difference to ``constraint`` inside its mask plus ``lam_keep`` times
+    the squared difference to the fitted render outside it. Logs the constraint error, the
+    discriminator score and the distances before and after. Suits W and W+ fits; a W+ & noise
+    fit's noise maps hold the photo's detail and don't follow the edit.
 
     Args:
         latents: latents file of the embedded image.
@@ -316,6 +325,8 @@ def constrain(latents: str, constraint: str, mask: str | None = None, steps: int
         lr: Adam learning rate.
         lam_code: λ1, weight of the distance to the fitted code.
         lam_real: λ2, weight of the discriminator's realism score.
+        lam_keep: weight of the change outside the mask (0: the lecture's objective, where the whole
+            face drifts toward the constraint's colours).
         discriminator: its checkpoint (default: the generator's source, which holds D for NVIDIA and
             rosinality files and the embedded default).
         generator: the pretrained generator to render with (default: the one recorded in ``latents``).
@@ -330,7 +341,7 @@ def constrain(latents: str, constraint: str, mask: str | None = None, steps: int
         target, region = read_image(constraint, res)[0], mask_from_spec(mask, res, 0.0, False)[0]
     D = load_discriminator(discriminator or generator or record.source).to(G.w_avg.device)
     code = edits.code_from(record, G)
-    edited, report = constrained_edit(G, D, code, target, region, steps, lr, lam_code, lam_real)
+    edited, report = constrained_edit(G, D, code, target, region, steps, lr, lam_code, lam_real, lam_keep)
     for line in report.lines():
         log.info("%s", line)
     before, after = edits.render_codes(G, [code])[0].cpu(), edits.render_codes(G, [edited])[0].cpu()
@@ -339,7 +350,8 @@ def constrain(latents: str, constraint: str, mask: str | None = None, steps: int
     _write_image(path, after)
     _write_image(Path(out) / f"{edited.name}.strip.png", torch.cat([before, shown, after], dim=-1))
     _write_code(path.with_suffix(".pt"), edited, record, generator,
-                f"constrained by {constraint} (lam_code {lam_code}, lam_real {lam_real}, {steps} steps)")
+                f"constrained by {constraint} (lam_code {lam_code}, lam_real {lam_real}, lam_keep {lam_keep}, "
+                f"{steps} steps)")
     return path
 
 

@@ -12,6 +12,7 @@ names another; the generator is the one the encoder was trained for unless ``--g
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from datamodules.images import ImageReadError, read_image, resolve_images, uniqu
 from .checkpoints import DEFAULT_NAME, load_generator
 from .encoder import load_encoder, read_encoder_metadata
 from .latents import Latents, generator_file, sha256
+from .positional import join_positionals
 from .run_folder import RunFolder
 
 log = logging.getLogger("embedding")
@@ -92,8 +94,8 @@ def encode(images: str | list[str], encoder: str = DEFAULT_NAME, generator: str 
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``embed encode``."""
-    auto_cli(encode, args=args)
+    """Entry point of ``embed encode`` (``embed encode a.png b.png folder/`` takes them all)."""
+    auto_cli(encode, args=join_positionals(sys.argv[1:] if args is None else args))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,16 @@ steps with a checkpoint, the summary and exit code 143 or 130.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import logging
 import os
 import sys
 import warnings
 from pathlib import Path
 
-from jsonargparse import Namespace
+from jsonargparse import ArgumentParser, DefaultHelpFormatter, Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from callbacks import EmbeddingMetrics, EmbeddingProgressBar, GroupCheckpoint, ResultWriter, TensorBoardImages
@@ -46,19 +49,51 @@ TRAINER_DEFAULTS = {
 }
 
 
+# The trainer options ``embed fit --help`` shows; ``--help-all`` shows every one of Lightning's.
+TRAINER_OPTIONS = frozenset(f"trainer.{name}" for name in (
+    "default_root_dir", "accelerator", "devices", "num_nodes", "strategy", "precision", "enable_progress_bar",
+    "log_every_n_steps"))
+DESCRIPTION = ("Fit photos with the method a recipe names (model.class_path); results, TensorBoard events and the "
+               "resolved recipe go to the run folder, trainer.default_root_dir.")
+HIDDEN = frozenset({"ckpt_path", "weights_only"})  # Lightning's own resume: the run folder resumes instead
+
+
+class RecipeHelp(DefaultHelpFormatter):
+    """``embed fit --help``: the recipe's sections and the run folder, not Lightning's every trainer flag."""
+
+    def add_usage(self, usage, actions, groups, prefix=None) -> None:
+        super().add_usage("embed fit --config RECIPE [--section.key VALUE ...] (--help-all: every option)",
+                          actions, groups, prefix)
+
+    def start_section(self, heading) -> None:
+        if heading and heading.startswith("Customize every aspect of training"):
+            heading = "The run folder, devices and precision (trainer; --help-all for every trainer option)"
+        super().start_section(heading)
+
+    def add_argument(self, action) -> None:
+        dest = action.dest
+        if dest in HIDDEN or (dest.startswith("trainer.") and dest not in TRAINER_OPTIONS):
+            return
+        super().add_argument(action)
+
+
 class EmbedCLI(LightningCLI):
     """LightningCLI with the fitting callbacks always present and TensorBoard writing into the run folder.
 
     The model is any ``FittingMethod`` named by ``model.class_path``; ``default_method`` is taken
-    when the recipe names none.
+    when the recipe names none. A signal stops the fit with a checkpoint and the summary; then the
+    command exits with 128 + its number (``exit_on_signal``), or, inside another program, the
+    signal goes on to the handler that program had.
     """
 
-    def __init__(self, default_method: str = DEFAULT_METHOD, **kwargs) -> None:
+    def __init__(self, default_method: str = DEFAULT_METHOD, exit_on_signal: bool = False, **kwargs) -> None:
         self._lock: RunLock | None = None
         self.default_method = default_method
+        self.exit_on_signal = exit_on_signal
         try:
             super().__init__(FittingMethod, EmbeddingDataModule, subclass_mode_model=True,
-                             trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True}, **kwargs)
+                             trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True},
+                             auto_configure_optimizers=False, **kwargs)
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -129,7 +164,9 @@ class EmbedCLI(LightningCLI):
         except Interrupted as stop:
             self.summarise()
             log.warning("%s; rerun the same command to continue", stop)
-            raise SystemExit(stop.exit_code) from None
+            if self.exit_on_signal:
+                raise SystemExit(stop.exit_code) from None
+            stop.hand_on()
 
     def after_fit(self) -> None:
         """End with a summary of every failure; exit non-zero when nothing could be done."""
@@ -180,14 +217,51 @@ def _raised_outside_the_parser(error: BaseException) -> BaseException:
     return error
 
 
+def method_options(argv: list[str], default_method: str = DEFAULT_METHOD) -> str:
+    """The help of the options of the fitting method the recipe (``--config``) names, or of ``default_method``."""
+    import yaml
+
+    method = default_method
+    for flag in ("--config", "-c"):
+        if flag in argv[:-1]:
+            with open(argv[argv.index(flag) + 1]) as f:
+                model = (yaml.safe_load(f) or {}).get("model")
+            if isinstance(model, dict):
+                method = model.get("class_path", method)
+    module, name = method.rsplit(".", 1)
+    parser = ArgumentParser(prog="embed fit", formatter_class=DefaultHelpFormatter)
+    parser.add_class_arguments(getattr(importlib.import_module(module), name), "model", sub_configs=True)
+    sections = parser.format_help().split("\n\n")[1:]  # without this parser's usage and its own -h
+    options = "\n\n".join(section for section in sections if not section.startswith("options:"))
+    return f"The method ({method}; --model.help CLASS_PATH for another) {options[0].lower()}{options[1:]}"
+
+
+def print_help(argv: list[str], default_method: str = DEFAULT_METHOD) -> None:
+    """``embed fit --help``: the method's own options first, then the recipe's other sections and the run folder."""
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):
+        sys.argv = ["embed", "fit", *argv]
+        EmbedCLI(default_method, parser_kwargs={"formatter_class": RecipeHelp, "fit": {"description": DESCRIPTION}})
+    head, rest = text.getvalue().split("\n\n", 2)[:2], text.getvalue().split("\n\n", 2)[2]
+    print("\n\n".join([*head, method_options(argv, default_method).rstrip(), rest]).rstrip())
+
+
 def main(argv: list[str], default_method: str = DEFAULT_METHOD) -> None:
-    """``embed fit <argv>``; errors about inputs, settings, checkpoints or the run folder end with a message, exit 1."""
+    """``embed fit <argv>``; errors about inputs, settings, checkpoints or the run folder end with a message, exit 1.
+
+    ``--help`` lists the recipe's sections and the run folder; ``--help-all`` every option Lightning has too.
+    """
     # Phases install their own optimisers, and the frozen generator and VGG stay in eval mode.
     warnings.filterwarnings("ignore", message=r".*configure_optimizers.*returned `None`")
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    if "--help-all" in argv:
+        argv = ["--help" if a == "--help-all" else a for a in argv]
+    elif "--help" in argv or "-h" in argv:
+        print_help(argv, default_method)
+        return
     try:
         sys.argv = ["embed", "fit", *argv]  # LightningCLI parses sys.argv, and reports its usage from it
-        EmbedCLI(default_method)
+        EmbedCLI(default_method, exit_on_signal=True)
     except (CheckpointError, NoUsableImageError, RunFolderError, OSError, ValueError) as e:
         log.error("%s", e)
         raise SystemExit(1) from e

@@ -32,6 +32,7 @@ from .checkpoints import load_generator
 from .latents import Latents, generator_file, sha256
 from .phases import Schedule
 from .resume import ResumeStore
+from .run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 Batch = dict
@@ -102,6 +103,7 @@ class FittingMethod(LightningModule, ABC):
         self._past_failures: list[tuple[str, str]] = []
         self._saved: dict | None = None
         self._render_cache: tuple[int, Tensor] | None = None
+        self.log_step = 0  # TensorBoard's step for the losses: it goes on across reruns in the same folder
 
     def use_generator(self, source: str) -> None:
         """Load the pretrained generator and remember where it came from (latents files record both)."""
@@ -162,6 +164,10 @@ class FittingMethod(LightningModule, ABC):
         """Each phase installs a fresh optimiser of its own when it begins (``on_train_batch_start``)."""
         return None
 
+    def on_fit_start(self) -> None:
+        """Log after the steps a previous run in this folder logged."""
+        self.log_step = RunFolder(self.trainer.default_root_dir).last_logged_step()
+
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         """Start a group when the images change (continuing its checkpoint), and a phase when one ends."""
         if list(batch["stem"]) != self.group_stems or self.group_step >= self.steps_per_group:
@@ -199,6 +205,7 @@ class FittingMethod(LightningModule, ABC):
             for name, p in params.items():
                 p.copy_(stored[name])
         self.group_step = saved["group_step"]
+        self.log_step = saved.get("log_step", self.log_step)  # TensorBoard drops the later points it logged
         self.fail_step.copy_(saved["fail_step"])
         self._write_failed = dict(saved["write_failed"])
 
@@ -218,7 +225,7 @@ class FittingMethod(LightningModule, ABC):
 
     def group_state(self) -> dict:
         """Everything needed to continue this group later: parameters, step, phase, optimiser, failures."""
-        return {"stems": list(self.group_stems), "group_step": self.group_step,
+        return {"stems": list(self.group_stems), "group_step": self.group_step, "log_step": self.log_step,
                 "phase": self.phase.name if self.phase else None, "fail_step": self.fail_step.cpu(),
                 "write_failed": dict(self._write_failed),
                 "parameters": {k: v.detach().cpu() for k, v in self.group_parameters().items()},
@@ -249,6 +256,7 @@ class FittingMethod(LightningModule, ABC):
         active = self.backward_active(per_image)
         self.optimizers().step()
         self.group_step += 1
+        self.log_step += 1
         self._log_losses(per_image, terms, active)
         return per_image.detach()
 
@@ -270,12 +278,17 @@ class FittingMethod(LightningModule, ABC):
         return active
 
     def _log_losses(self, per_image: Tensor, terms: dict[str, Tensor], active: Tensor) -> None:
-        """The mean loss and terms over the images still fitting (no sync: logged as tensors)."""
+        """The mean loss (progress bar) and, every ``trainer.log_every_n_steps``, it and its terms to the logger.
+
+        Over the images still fitting, at ``log_step``, which continues a previous run's steps.
+        """
         count = active.sum().clamp_min(1)
-        self.log("loss", torch.where(active, per_image.detach(), 0).sum() / count, prog_bar=True,
-                 batch_size=len(per_image))
-        self.log_dict({f"loss/{k}": torch.where(active, v.detach(), 0).sum() / count for k, v in terms.items()},
-                      batch_size=len(per_image))
+        loss = torch.where(active, per_image.detach(), 0).sum() / count
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=len(per_image))
+        if self.logger is None or self.log_step % max(1, self.trainer.log_every_n_steps):
+            return
+        values = {f"loss/{k}": torch.where(active, v.detach(), 0).sum() / count for k, v in terms.items()}
+        self.logger.log_metrics({"loss": loss, **values}, step=self.log_step)
 
     @torch.no_grad()
     def current_render(self) -> Tensor:

@@ -233,7 +233,9 @@ class EmbeddingModule(FittingMethod):
     def result(self, i: int) -> FitResult:
         """Image ``i``'s W+ and noise maps, with what re-renders and reruns it."""
         stem = self.group_stems[i]
-        meta = self.metadata(stem, perceptual=self.perceptual.describe() if self.perceptual else None)
+        fitted_noise = any(p.optimize == "noise" and p.steps > 0 for p in self.schedule.phases)
+        meta = self.metadata(stem, perceptual=self.perceptual.describe() if self.perceptual else None,
+                             fitted_noise=fitted_noise)
         return FitResult(Latents(self.w_plus[i].detach().float().cpu(),
                                  [n[i : i + 1].detach().float().cpu() for n in self.noise], meta))
 

@@ -155,6 +155,10 @@ class Schedule:
             raise ValueError("at least one phase is needed")
         if len(set(names)) != len(names):
             raise ValueError(f"phase names must be unique (they name the per-phase renders): {names}")
+        if self.total_steps == 0:
+            counts = ", ".join(f"{p.name}: 0" for p in self.phases)
+            raise ValueError(f"no step to run: every phase has 0 steps ({counts}); give at least one of them "
+                             f"steps > 0 (model.steps, e.g. --model.steps \"{{{self.phases[0].name}: 100}}\")")
 
     @property
     def total_steps(self) -> int:

@@ -9,15 +9,30 @@ Layout (per input image ``<stem>``)::
     metrics.csv           image, phase, psnr, ssim (+ masked variants)
     resume/<hash>.pt      the state of a group still being fitted (deleted when it finishes)
     events.out.tfevents*  TensorBoard
+    config.yaml           the resolved recipe (reruns the experiment)
+    recipe.json           the settings the results depend on, and their fingerprint
+    run.lock              the lock of the run using the folder, while it runs
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (set and restored elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 class RunFolder:
@@ -73,6 +88,31 @@ class RunFolder:
         """An image is finished once its latents file exists (it is written last)."""
         return self.latents_path(stem).is_file()
 
+    def last_logged_step(self) -> int:
+        """The largest step of any TensorBoard event in the folder (0 when none): where a rerun's steps go on."""
+        return max((_last_event_step(path) for path in self.root.glob("events.out.tfevents.*")), default=0)
+
+
+def _last_event_step(path: Path) -> int:
+    """The largest ``step`` among the events of one TensorBoard file; a damaged tail is ignored."""
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    last = 0
+    with open(path, "rb") as f:
+        while header := f.read(12):  # record: length (u64), its CRC (u32), data, the data's CRC (u32)
+            if len(header) < 12:
+                break
+            (length,) = struct.unpack("<Q", header[:8])
+            data = f.read(length)
+            if len(data) < length or len(f.read(4)) < 4:
+                break
+            try:
+                last = max(last, Event.FromString(data).step)
+            except DecodeError:  # a record cut short by a kill: what came before still counts
+                break
+    return last
+
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write ``path`` through a temporary file in the same folder, then rename.
@@ -84,6 +124,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as any new file (mkstemp's own 0600 would hide results from others)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

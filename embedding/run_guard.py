@@ -8,7 +8,8 @@ before it writes anything. Settings that only change which images run or how man
 images are fitted independently, so a folder can be filled in several calls.
 
 A lock (``run.lock``, an ``flock`` held while the run lives) refuses a second run in the same
-folder. The operating system drops it when its process dies, so a killed run leaves no stale lock.
+folder. The operating system drops it when its process dies, so a killed run leaves no stale lock;
+a run that ends removes the file.
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ def _changed(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 class RunLock:
-    """An exclusive lock on a run folder for the life of this process (or until ``release``)."""
+    """An exclusive lock on a run folder for the life of this process (or until ``release``).
+
+    The lock file is removed on release, while still locked; a run that opened it just before
+    finds it gone once it holds the lock, and takes a new one.
+    """
 
     def __init__(self, root: Path) -> None:
         self.path = root / LOCK_FILE
@@ -88,23 +93,35 @@ class RunLock:
     def acquire(self) -> None:
         """Take the lock, or raise ``RunFolderError`` naming the process that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # noqa: SIM115 - held open while the run lives
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            f.close()
-            raise RunFolderError(f"run folder {self.path.parent} is in use by {holder}; wait for that run to "
-                                 "end, or use another folder (--trainer.default_root_dir)") from None
+        while True:
+            f = open(self.path, "a+")  # noqa: SIM115 - held open while the run lives
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                f.close()
+                raise RunFolderError(f"run folder {self.path.parent} is in use by {holder}; wait for that run to "
+                                     "end, or use another folder (--trainer.default_root_dir)") from None
+            if self._still_the_lock_file(f):
+                break
+            f.close()  # removed by the run that held it just before: lock the new file instead
         f.seek(0)
         f.truncate()
         f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
         f.flush()
         self._file = f
 
+    def _still_the_lock_file(self, f: IO[str]) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
+        """Remove the lock file and unlock: a finished run leaves nothing behind."""
         if self._file is not None:
+            self.path.unlink(missing_ok=True)
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None

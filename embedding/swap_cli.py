@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from callbacks.writer import save_png
 from datamodules.images import mask_from_spec, read_image, resolve_images
 
 from .checkpoints import DEFAULT_NAME
+from .positional import join_positionals
 from .run_folder import RunFolder, atomic_write
 from .swapping.codes import SwapCodes, along_direction, encode, load_autoencoder, swap, texture_direction
 from .swapping.model import SwappingAutoencoder
@@ -204,6 +206,9 @@ COMMANDS = {"encode": encode_photos, "mix": mix, "grid": grid, "direction": dire
 
 def main(args: list[str] | None = None) -> None:
     """Run one ``embed swap`` subcommand; errors about inputs end with a message naming the file, exit code 1."""
+    args = sys.argv[1:] if args is None else list(args)
+    if args and args[0] in ("encode", "grid"):  # one list of photos: `embed swap grid A.jpg B.jpg C.jpg`
+        args = join_positionals(args, skip=1)
     try:
         auto_cli(COMMANDS, args=args, as_positional=True, prog="embed swap")
     except (ValueError, FileNotFoundError, OSError) as e:

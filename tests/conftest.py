@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,11 @@ def make_generator() -> Callable[..., Generator]:
 def tiny_generator_file(tiny_generator: Generator, tmp_path: Path) -> Path:
     """``tiny_generator`` saved in the project's format (``tiny.pt`` + ``tiny.json``) under ``tmp_path``."""
     return save_generator(tiny_generator, tmp_path / "tiny.pt")
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_left_as_found() -> Iterator[None]:
+    """Every test leaves the SIGINT and SIGTERM handlers as it found them (a fit restores its own)."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    assert {s: signal.getsignal(s) for s in before} == before, "the test left its own signal handlers installed"

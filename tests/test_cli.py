@@ -118,3 +118,17 @@ def test_print_config_gives_a_recipe_that_reruns(tiny_generator_file, photos, tm
     EmbedCLI(args=["fit", "--config", str(saved), "--model.vgg_weights", "random",
                    "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"])
     assert len(list((root / "latents").glob("*.pt"))) == 3
+
+
+def test_fit_help_leads_with_the_recipes_own_options(capsys):
+    from embedding.fit_cli import main
+
+    main(["--config", str(ROOT / "recipes" / "dgp_colorize.yaml"), "--help"])
+    short = capsys.readouterr().out
+    assert len(short.splitlines()) < 300
+    assert "embedding.dgp.DGPModule" in short and "--model.degradations" in short
+    assert short.index("--model.generator") < short.index("--trainer.default_root_dir") < short.index("--data.images")
+    assert "--trainer.default_root_dir" in short and "--trainer.fast_dev_run" not in short
+    with pytest.raises(SystemExit):
+        main(["--help-all"])
+    assert "--trainer.fast_dev_run" in capsys.readouterr().out

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from embedding.checkpoints import load_discriminator, load_generator, save_generator
+from embedding.checkpoints import CheckpointError, load_discriminator, load_generator, save_generator
 from embedding.checkpoints.convert import convert, main
+from embedding.fit_cli import EmbedCLI
+from tests.photos import photos
+from tests.robust_run import fit_args
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SNAPSHOT = FIXTURES / "nvidia" / "ada_numpy2_protocol4.pkl"
@@ -81,3 +84,18 @@ def test_command_line(tmp_path, capsys):
     missing = tmp_path / "missing.pkl"
     assert main([str(missing), str(tmp_path / "x.pt")]) == 1
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_converted_generator_fits_with_the_discriminator_written_beside_it(tmp_path):
+    generator, discriminator = convert(str(SNAPSHOT), tmp_path / "conv" / "ada.pt")
+    beside = load_discriminator(discriminator)
+    found = load_discriminator(generator)
+    assert all(torch.equal(a, b) for a, b in zip(found.state_dict().values(), beside.state_dict().values(),
+                                                  strict=True))
+    root = tmp_path / "run"
+    EmbedCLI(args=fit_args(generator, photos(1)[0], root, "--model.perceptual", "discriminator",
+                           steps="{WI: 1, Mkn: 1}"))
+    assert [p.name for p in (root / "latents").glob("*.pt")] == [f"{photos(1)[0].stem}.pt"]
+    discriminator.unlink()
+    with pytest.raises(CheckpointError, match=r"ada\.pt.*no discriminator was saved beside it"):
+        load_discriminator(generator)

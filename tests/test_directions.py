@@ -115,3 +115,6 @@ def test_a_constrained_edit_meets_the_strokes_and_stays_near_the_fit_elsewhere(t
     realer = constrained_edit(g, tiny_discriminator, code, target, mask, steps=30, lr=0.05, code_weight=0.0,
                               realism_weight=10.0)[1]
     assert realer.realism_after > free.realism_after, "λ2 raises the discriminator's score"
+    loose = constrained_edit(g, tiny_discriminator, code, target, mask, steps=30, lr=0.05, code_weight=0.0,
+                             keep_weight=0.0)[1]
+    assert free.outside_change < 0.5 * loose.outside_change, "λk keeps the image outside the constraint"

@@ -168,6 +168,11 @@ def test_embed_align_writes_faces_reports_photos_without_one(tmp_path: Path, cap
 
     assert align_main([str(photos / "wall.png"), "--out", str(tmp_path / "none")]) == 1
 
+    with pytest.raises(SystemExit) as refused:  # a sheet among the faces would be fitted as one
+        align_main([*argv, "--preview", str(out / "sheet.png")])
+    assert refused.value.code == 2 and "is inside --out" in capsys.readouterr().err
+    assert not (out / "sheet.png").exists()
+
 
 def test_datamodule_aligns_photos_on_the_fly(tmp_path: Path):
     (tmp_path / "scene.png").write_bytes((FIXTURES / "scene.png").read_bytes())

@@ -423,6 +423,25 @@ def test_no_readable_input_exits_1_listing_them(tiny_generator_file, tmp_path):
         assert str(folder / name) in output
 
 
+def test_a_lone_photo_with_a_bad_mask_is_named_once_for_its_mask(tiny_generator_file, tmp_path):
+    photos = copy_photos(tmp_path / "photos", NAMES[:1])
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.new("L", (20, 20), 255).save(masks / f"{Path(NAMES[0]).stem}.png")
+    args = fit_args(tiny_generator_file, photos, tmp_path / "run", "--data.masks_dir", str(masks),
+                    "--data.solutions", "3")
+    code, output = run_forked(args, tmp_path / "log.txt")
+    assert code == 1 and "no input could be used" in output and "no readable image" not in output, output[-3000:]
+    assert output.count(f"  {photos / NAMES[0]}: mask for ") == 1  # listed once, not once per solution
+
+
+def test_a_schedule_without_steps_names_the_setting(tiny_generator_file, tmp_path):
+    photos = copy_photos(tmp_path / "photos", NAMES[:1])
+    code, output = run_forked(fit_args(tiny_generator_file, photos, tmp_path / "run", steps="{WI: 0, Mkn: 0}"),
+                              tmp_path / "log.txt")
+    assert code == 1 and "every phase has 0 steps (WI: 0, Mkn: 0)" in output and "model.steps" in output
+
+
 def test_nothing_written_exits_1(tiny_generator_file, tmp_path, monkeypatch, caplog):
     write = callbacks.writer.atomic_write
 

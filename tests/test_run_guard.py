@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from embedding.cli import main
 from embedding.fit_cli import EmbedCLI
@@ -89,16 +91,30 @@ def test_a_second_run_in_the_same_folder_is_refused(tiny_generator_file, images,
             fit(tiny_generator_file, images, root)
     finally:
         held.release()
-    # the lock file stays (here with a dead process's line) but holds no lock: the next run takes the folder
+    assert not (root / "run.lock").exists(), "a lock released leaves no file"
+    # a killed run's lock file stays (here with a dead process's line) but holds no lock: the next run takes it
     (root / "run.lock").write_text("process 999999 on elsewhere\n")
     fit(tiny_generator_file, images, root)
+    assert not (root / "run.lock").exists(), "a finished run leaves no lock file"
+
+
+def test_results_are_readable_by_others_as_the_umask_allows(tiny_generator_file, images, tmp_path):
+    root = tmp_path / "run"
+    previous = os.umask(0o027)
+    try:
+        fit(tiny_generator_file, images, root)
+    finally:
+        os.umask(previous)
+    written = [root / "recipe.json", root / "metrics.csv", *(root / "latents").iterdir(), *(root / "images").iterdir()]
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o640, path
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_checkpoints_summarises_and_exits_non_zero(tiny_generator_file, images, tmp_path, signum, code,
                                                              caplog):
     root = tmp_path / "run"
-    extra = ("--data.batch_size", "2", "--checkpoint.every_seconds", "null")
+    extra = ("--data.batch_size", "2", "--checkpoint.every_seconds", "null", "--trainer.log_every_n_steps", "1")
     steps = "{WI: 3, Mkn: 300}"  # a signal right after WI lands early in Mkn; the rerun finishes in seconds
     process = start_cli(fit_args(tiny_generator_file, images, root, *extra, steps=steps), tmp_path)
     deadline = time.monotonic() + 120
@@ -119,6 +135,35 @@ def test_a_signal_checkpoints_summarises_and_exits_non_zero(tiny_generator_file,
         fit(tiny_generator_file, images, root, *extra, steps=steps)
     assert f"resuming 000002, 000058 at step {state['group_step']} of 303" in caplog.text
     assert sorted(p.stem for p in (root / "latents").glob("*.pt")) == ["000002", "000058"]
+    # TensorBoard: the loss goes on from the checkpoint's step (the interrupted run's later points are dropped)
+    # and each image's metrics sit at the steps metrics.csv gives
+    events = EventAccumulator(str(root))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == list(range(1, 304))
+    with open(root / "metrics.csv") as f:
+        rows = {(r["image"], r["phase"]): int(r["step"]) for r in csv.DictReader(f)}
+    assert [e.step for e in events.Scalars("psnr/Mkn/000058")] == [rows["000058", "Mkn"]] == [303]
+    assert [e.step for e in events.Scalars("psnr/WI/000002")] == [rows["000002", "WI"]] == [3]
+
+
+def test_pytest_running_a_fit_in_process_still_stops_on_ctrl_c(tiny_generator_file, images, tmp_path):
+    root, after = tmp_path / "run", tmp_path / "after"
+    args = fit_args(tiny_generator_file, images, root, "--data.batch_size", "2", steps="{WI: 3, Mkn: 3000}")
+    (tmp_path / "test_inner.py").write_text(
+        "from embedding.fit_cli import EmbedCLI\n\n"
+        f"def test_fit():\n    EmbedCLI(args={args!r})\n\n"
+        f"def test_after():\n    open({str(after)!r}, 'w').close()\n")
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_inner.py"],
+                               cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (root / "metrics.csv").is_file():  # the fit is inside its noise phase
+        assert process.poll() is None and time.monotonic() < deadline, "the fit ended before its noise phase"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED and "KeyboardInterrupt" in output, output[-3000:]
+    assert not after.exists() and len(list((root / "resume").glob("*.pt"))) == 1
 
 
 def test_embed_help_lists_the_commands_without_importing_torch():

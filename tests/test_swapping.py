@@ -113,8 +113,10 @@ def test_swaps_keep_the_reconstruction_where_they_should(tiny_autoencoder, faces
     masked = png(out / f"{a.stem}+{b.stem}.swap.masked.png")
     assert (masked[..., 16:] - own[..., 16:]).abs().max() <= 2 / 127.5, "outside the mask: A's reconstruction"
     assert (masked[..., :16] - full[..., :16]).abs().max() <= 2 / 127.5, "inside: the swap"
-    swap_cli(["grid", f"[{a}, {b}]", *common])
+    swap_cli(["grid", str(a), str(b), *common])  # the shell's list of files, as `[a, b]` would be
     assert Image.open(out / "swap_grid.png").size == (3 * 32 + 4, 3 * 32 + 4)
+    swap_cli(["encode", str(a), str(b), "--autoencoder", str(tiny_autoencoder), "--out", str(tmp_path / "two")])
+    assert sorted(p.stem for p in (tmp_path / "two" / "codes").iterdir()) == sorted([a.stem, b.stem])
 
 
 def test_texture_direction_round_trips_and_moves_the_texture_code(tiny_autoencoder, faces, tmp_path):

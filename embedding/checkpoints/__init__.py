@@ -21,7 +21,8 @@ from . import native, nvidia, rosinality
 from .errors import CheckpointError
 
 __all__ = ["CheckpointError", "build_network", "load_discriminator", "load_generator", "load_swapping_autoencoder",
-           "save_discriminator", "save_generator", "save_swapping_autoencoder", "resolve_file", "DEFAULT_NAME"]
+           "save_discriminator", "save_generator", "save_swapping_autoencoder", "resolve_file", "DEFAULT_NAME",
+           "companion_discriminator"]
 
 DEFAULT_NAME = "default"
 _DEFAULT_FILES = {"generator": "default_generator.pt", "discriminator": "default_discriminator.pt",
@@ -71,8 +72,12 @@ def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_e
 
 
 def load_discriminator(source: str | os.PathLike = DEFAULT_NAME, device: str | torch.device = "cpu") -> Discriminator:
-    """The discriminator in ``source`` (``D`` in NVIDIA pickles, ``d`` in rosinality files), frozen, eval mode."""
-    path = resolve_file(source, "discriminator")
+    """The discriminator in ``source`` (``D`` in NVIDIA pickles, ``d`` in rosinality files), frozen, eval mode.
+
+    For a generator in the project's format, the discriminator ``embed convert`` wrote beside it
+    (``<stem>_discriminator.pt``) is taken.
+    """
+    path = companion_discriminator(resolve_file(source, "discriminator"))
     if path.suffix == ".pkl":
         net = nvidia.network(nvidia.read_pickle(path), "D", path)
         kwargs, state = nvidia.discriminator_kwargs(net, path), net.state_dict()
@@ -84,6 +89,16 @@ def load_discriminator(source: str | os.PathLike = DEFAULT_NAME, device: str | t
             raise CheckpointError(path, "no discriminator ('d') in this checkpoint")
         kwargs, state = rosinality.discriminator_state(d)
     return build_network(Discriminator, kwargs, state, path).to(device)
+
+
+def companion_discriminator(path: Path) -> Path:
+    """``path``, or for a project-format generator the ``<stem>_discriminator.pt`` written beside it."""
+    if not native.is_native(path) or native.kind_of(path) != "generator":
+        return path
+    beside = path.with_name(f"{path.stem}_discriminator{path.suffix}")
+    if not beside.is_file():
+        raise CheckpointError(path, f"holds a generator and no discriminator was saved beside it ({beside.name})")
+    return beside
 
 
 def save_generator(generator: Generator, path: str | os.PathLike, dtype: torch.dtype | None = None,

@@ -38,8 +38,8 @@ def save(net: nn.Module, kind: str, path: str | Path, dtype: torch.dtype | None 
     return path
 
 
-def read_config(path: Path, kind: str) -> dict:
-    """The ``.json`` config beside a native checkpoint of the given ``kind`` (errors name the file)."""
+def _config(path: Path) -> dict:
+    """The ``.json`` config beside a native checkpoint, checked to be of this format (errors name the file)."""
     try:
         config = json.loads(config_path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -47,6 +47,17 @@ def read_config(path: Path, kind: str) -> dict:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise CheckpointError(config_path(path), f"unknown checkpoint format {found!r}")
+    return config
+
+
+def kind_of(path: Path) -> str | None:
+    """The kind of network (``generator``, ``discriminator``, ...) a native checkpoint holds."""
+    return _config(path).get("kind")
+
+
+def read_config(path: Path, kind: str) -> dict:
+    """The ``.json`` config beside a native checkpoint of the given ``kind`` (errors name the file)."""
+    config = _config(path)
     if config.get("kind") != kind:
         raise CheckpointError(path, f"holds a {config.get('kind')!r}, not a {kind!r}")
     return config

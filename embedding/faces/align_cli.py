@@ -1,6 +1,6 @@
 """``embed align``: FFHQ-align the faces of in-the-wild photos.
 
-    embed align photos/ more/*.jpg --out aligned/ --size 1024 --preview aligned/sheet.png
+    embed align photos/ more/*.jpg --out aligned/ --size 1024 --preview aligned_sheet.png
 
 Each face found becomes ``<out>/<stem>.png`` (``<stem>_0.png``, ``<stem>_1.png``, ... when a
 photo has several, best detection first). Photos with no face, or that can't be read, are
@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``embed align``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.preview and args.out.resolve() in args.preview.resolve().parents:
+        parser.error(f"--preview {args.preview} is inside --out {args.out}: embed fit and embed encode would take "
+                     "the sheet for a face; write it elsewhere (e.g. --preview aligned_sheet.png)")
     with warnings.catch_warnings():  # entries that match nothing are reported below
         warnings.simplefilter("ignore")
         paths, missing = resolve_images(args.inputs)
