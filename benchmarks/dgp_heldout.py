@@ -22,7 +22,7 @@ from pathlib import Path
 
 from reconstruct_heldout import FACE_BOX, held_out_photos
 
-from embedding.fit_cli import EmbedCLI
+from embedding.commands.fit import EmbedCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"inpaint": "dgp_inpaint.yaml", "sr4": "dgp_super_resolve.yaml", "colorize": "dgp_colorize.yaml"}

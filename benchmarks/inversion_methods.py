@@ -38,17 +38,17 @@ import torch
 from PIL import Image, ImageDraw
 from reconstruct_heldout import FACE_BOX, held_out_photos
 
-from callbacks.metrics import psnr, ssim
-from datamodules.images import read_image
 from embedding import load_generator
-from embedding.directions import Direction
-from embedding.edit_cli import direction_boundary
-from embedding.encode_cli import encode
+from embedding.commands.edit import direction_boundary
+from embedding.commands.encode import encode
+from embedding.commands.fit import EmbedCLI
+from embedding.edits.directions import Direction
 from embedding.faces.attributes import ATTRIBUTE_SCORES, face_attributes
 from embedding.faces.descriptor import identity_distance
-from embedding.fit_cli import EmbedCLI
 from embedding.generators import Generator
+from embedding.images import read_image
 from embedding.latents import Latents
+from embedding.metrics import psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"

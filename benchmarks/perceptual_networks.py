@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from reconstruct_heldout import FACE_BOX, PHOTOS, held_out_photos
 
-from embedding.cli import EmbedCLI
+from embedding.commands import EmbedCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from datamodules.training import is_held_out
-from embedding.cli import EmbedCLI
+from embedding.commands import EmbedCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"  # CelebA's aligned photos, not in the repository

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from embedding.cli import main as embed
+from embedding.commands import main as embed
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "examples" / "photos"

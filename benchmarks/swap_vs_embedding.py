@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from callbacks.metrics import psnr, ssim
-from datamodules.images import read_image, resolve_images
 from datamodules.training import is_held_out
-from embedding.cli import main as embed
-from embedding.swapping.codes import load_autoencoder
+from embedding.commands import main as embed
+from embedding.images import read_image, resolve_images
+from embedding.methods.swapping.codes import load_autoencoder
+from embedding.metrics import psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 FACE_BOX = [25, 57, 153, 185]  # the face square of CelebA's aligned 178×218 photos, as both models were trained

@@ -50,8 +50,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from embedding.checkpoints import save_generator
 from embedding.generators import Generator
-from embedding.module import EmbeddingModule
-from embedding.phases import mkn, wi
+from embedding.methods.image2stylegan.module import EmbeddingModule
+from embedding.methods.image2stylegan.phases import mkn, wi
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -1,6 +1,6 @@
 """Lightning callbacks of the fitting runs: checkpoints, metrics, TensorBoard images, results, progress.
 
-They read a :class:`~embedding.fitting.FittingMethod` only through its ``progress``, ``view``,
+They read a :class:`~embedding.fitting.method.FittingMethod` only through its ``progress``, ``view``,
 ``result``, ``failed`` and ``group_state``; the method runs its own groups and phases.
 """
 

@@ -16,7 +16,7 @@ from types import FrameType
 
 from lightning import Callback, LightningModule, Trainer
 
-from embedding.resume import ResumeStore
+from embedding.fitting.resume import ResumeStore
 
 log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)

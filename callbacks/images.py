@@ -6,7 +6,7 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from torchvision.utils import make_grid
 
-from embedding.fitting import GroupView
+from embedding.fitting.method import GroupView
 
 
 class TensorBoardImages(Callback):

@@ -4,39 +4,11 @@ between target and render."""
 
 from __future__ import annotations
 
-import csv
-import fcntl
-import io
-
-import torch
 from lightning import Callback, LightningModule, Trainer
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from embedding.faces.descriptor import identity_distance
-from embedding.faces.landmarks import landmark_error
-from embedding.resume import ResumeStore
-from embedding.run_folder import RunFolder, atomic_write
-
-COLUMNS = ["image", "phase", "step", "psnr", "ssim", "psnr_masked", "ssim_masked", "identity", "landmark_error"]
-
-
-def psnr(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-image PSNR in dB for images in [-1, 1]; with a mask, over the masked pixels only."""
-    if mask is None:
-        return peak_signal_noise_ratio(render, target, data_range=2.0, reduction="none", dim=(1, 2, 3))
-    weight = mask.expand_as(render)
-    mse = ((render - target).square() * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-8)
-    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
-
-
-def ssim(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-image SSIM (Gaussian window 11, σ 1.5) for images in [-1, 1]; with a mask, its weighted mean."""
-    _, ssim_map = structural_similarity_index_measure(render, target, data_range=2.0, reduction="none",
-                                                      return_full_image=True)
-    if mask is None:
-        return ssim_map.flatten(1).mean(1)
-    weight = mask.expand_as(ssim_map)
-    return (ssim_map * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-8)
+from embedding.fitting.resume import ResumeStore
+from embedding.fitting.run_folder import RunFolder
+from embedding.metrics import COLUMNS, append_metrics, measure, read_metrics, write_metrics
 
 
 class EmbeddingMetrics(Callback):
@@ -77,14 +49,14 @@ class EmbeddingMetrics(Callback):
             return
         failed = pl_module.failed
         view = pl_module.view(batch)
-        rows = [row for row in self.measure(view.compared, view.reference, view.measure_mask, progress.stems,
-                                            phase, progress.step, self.identity)
+        rows = [row for row in measure(view.compared, view.reference, view.measure_mask, progress.stems,
+                                       phase, progress.step, self.identity)
                 if row["image"] not in failed]
         if trainer.logger is not None:
             for row in rows:
                 values = {f"{key}/{phase}/{row['image']}": float(row[key]) for key in COLUMNS[3:] if row[key]}
                 trainer.logger.log_metrics(values, step=progress.step)  # the image's own step, as in metrics.csv
-        self._append(RunFolder(trainer.default_root_dir), rows)
+        append_metrics(RunFolder(trainer.default_root_dir), rows)
 
     def _inside(self, phase_step: int) -> bool:
         """Whether a phase's ``phase_step``-th step (not its last) is measured."""
@@ -92,59 +64,9 @@ class EmbeddingMetrics(Callback):
         return n > 0 and (phase_step == 1 or phase_step % n == 0)
 
     @staticmethod
-    @torch.no_grad()
-    def measure(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, stems: list[str], phase: str,
-                step: int, identity: bool = False) -> list[dict]:
-        """One row per image: ``render`` against ``target``, masked columns where ``mask`` has holes.
-
-        Face columns only with ``identity``.
-        """
-        target, mask = target.float(), mask.float()
-        render = render.float().clamp(-1, 1)
-        values = {"psnr": psnr(render, target), "ssim": ssim(render, target)}
-        if identity:
-            values["identity"] = identity_distance(render, target)
-            values["landmark_error"] = landmark_error(render, target)
-        masked = (mask < 1).flatten(1).any(1)
-        if masked.any():
-            values["psnr_masked"] = psnr(render, target, mask)
-            values["ssim_masked"] = ssim(render, target, mask)
-        rows = []
-        for i, stem in enumerate(stems):
-            row = {"image": stem, "phase": phase, "step": step}
-            for key in COLUMNS[3:]:
-                shown = key in values and (masked[i] or not key.endswith("_masked"))
-                row[key] = f"{values[key][i].item():.4f}" if shown else ""
-            rows.append(row)
-        return rows
-
-    @staticmethod
-    def _append(folder: RunFolder, rows: list[dict]) -> None:
-        folder.root.mkdir(parents=True, exist_ok=True)
-        with open(folder.metrics_csv, "a", newline="") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            if f.seek(0, io.SEEK_END) == 0:  # the size now that the lock is held, not when the file was opened
-                writer.writeheader()
-            writer.writerows(rows)
-            f.flush()
-
-    @staticmethod
     def _prune(folder: RunFolder) -> None:
-        if not folder.metrics_csv.exists():
-            return
-        with open(folder.metrics_csv, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_metrics(folder)
         resumed = ResumeStore(folder.root).steps_done()
         kept = [r for r in rows if folder.is_done(r["image"]) or int(r["step"]) <= resumed.get(r["image"], -1)]
         if len(kept) != len(rows):
             write_metrics(folder, kept)
-
-
-def write_metrics(folder: RunFolder, rows: list[dict]) -> None:
-    """Replace the run folder's ``metrics.csv`` by ``rows`` (rows of :data:`COLUMNS`), atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(folder.metrics_csv, lambda f: f.write(buffer.getvalue().encode()))

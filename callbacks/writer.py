@@ -1,36 +1,23 @@
 """Writes each image's results into the run folder as soon as its group finishes, atomically.
 
-Per image ``<stem>``: ``images/<stem>.<phase>.png`` at the end of each phase, then
-``images/<stem>.png``, ``latents/<stem>.npz`` (NVIDIA's ``w`` layout) and, last,
-``latents/<stem>.pt`` (the :class:`~embedding.latents.Latents` record: W+, noise maps, metadata
-to re-render and, for methods that tune the generator (DGP), the weight difference written
-just before it in ``generators/<stem>.pt``). The ``.pt`` file
-marks the image as finished: a rerun of the same recipe on the same folder skips it.
+Per image ``<stem>``: ``images/<stem>.<phase>.png`` at the end of each phase, then, once its group
+is done, its result through :func:`~embedding.fitting.results.write_result` (whose ``.pt`` file,
+written last, marks the image as finished).
 """
 
 from __future__ import annotations
 
 import logging
 
-import torch
 from lightning import Callback, LightningModule, Trainer
-from PIL import Image
 
-from embedding.fitting import FitResult
-from embedding.resume import ResumeStore
-from embedding.run_folder import RunFolder, atomic_write
+from embedding.files import atomic_write
+from embedding.fitting.results import write_result
+from embedding.fitting.resume import ResumeStore
+from embedding.fitting.run_folder import RunFolder
+from embedding.images import save_png
 
 log = logging.getLogger(__name__)
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """A [3, H, W] tensor in [-1, 1] as an 8-bit RGB image."""
-    array = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
-
-
-def save_png(path, image: torch.Tensor) -> None:
-    atomic_write(path, lambda f: to_pil(image).save(f, format="PNG"))
 
 
 class ResultWriter(Callback):
@@ -73,21 +60,8 @@ class ResultWriter(Callback):
             try:
                 save_png(folder.image_path(stem, progress.ended), images[i])
                 if progress.finished:
-                    self.write_image(folder, stem, images[i], pl_module.result(i))
+                    write_result(folder, stem, images[i], pl_module.result(i))
                     self.finished.append(stem)
             except OSError as e:
                 pl_module.mark_failed(stem, f"could not write its results: {e}")
                 log.error("%s: could not write its results: %s", stem, e)
-
-    @staticmethod
-    def write_image(folder: RunFolder, stem: str, image: torch.Tensor, result: FitResult) -> None:
-        """Final render, NVIDIA-layout ``.npz``, a tuned generator's weights and, last, the ``.pt`` marking it done."""
-        save_png(folder.image_path(stem), image)
-        record = result.latents
-        record.save_npz(folder.npz_path(stem))
-        if result.generator_diff is not None:
-            path = folder.generator_diff_path(stem)
-            atomic_write(path, lambda f: torch.save(result.generator_diff, f))
-            record.weight_diff = path
-        record.save(folder.latents_path(stem))
-        log.info("finished %s", stem)

@@ -1,18 +1,6 @@
-"""Data side: reading target images and masks, and the datamodule that feeds them group by group."""
+"""Data side: the datamodule that feeds target images and masks group by group, and training images for GANs."""
 
-from .embedding import EmbeddingDataModule, GroupRepeatSampler, collate
-from .images import IMAGE_EXTENSIONS, ImageFolderDataset, ImageReadError, NoUsableImageError, load_image
-from .masks import MaskError, MaskSpec
+from .embedding import EmbeddingDataModule, collate
+from .images import ImageFolderDataset
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "EmbeddingDataModule",
-    "GroupRepeatSampler",
-    "ImageFolderDataset",
-    "ImageReadError",
-    "MaskError",
-    "MaskSpec",
-    "NoUsableImageError",
-    "collate",
-    "load_image",
-]
+__all__ = ["EmbeddingDataModule", "ImageFolderDataset", "collate"]

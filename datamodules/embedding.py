@@ -3,60 +3,19 @@
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterator
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from embedding.resume import ResumeStore
-from embedding.run_folder import RunFolder
+from embedding.fitting.resume import ResumeStore
+from embedding.fitting.run_folder import RunFolder
+from embedding.fitting.sampler import GroupRepeatSampler, resumed_groups
+from embedding.masks import MaskSpec
 
 from .images import ImageFolderDataset
-from .masks import MaskSpec
 
 log = logging.getLogger(__name__)
-
-
-class GroupRepeatSampler(Sampler[list[int]]):
-    """Batches of indices: group 0 (``[0 .. g-1]``) ``repeats`` times in a row, then group 1, and so on.
-
-    A group is the set of images fitted together; every optimisation step of a group
-    sees the same batch. The last group may be smaller. With ``world_size > 1`` this
-    rank takes groups ``rank, rank + world_size, ...``, so ranks may differ by one group.
-    ``done_steps`` maps a group index to the steps it already ran (a resumed group).
-    """
-
-    def __init__(
-        self,
-        num_items: int,
-        group_size: int,
-        repeats: int,
-        rank: int = 0,
-        world_size: int = 1,
-        done_steps: dict[int, int] | None = None,
-    ) -> None:
-        if num_items < 0 or group_size < 1 or repeats < 1:
-            raise ValueError(
-                f"need num_items >= 0, group_size >= 1 and repeats >= 1: {num_items}, {group_size}, {repeats}"
-            )
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside world_size {world_size}")
-        self.num_items = num_items
-        self.group_size = group_size
-        self.repeats = repeats
-        self.done_steps = done_steps or {}
-        self.groups = list(range(rank, math.ceil(num_items / group_size), world_size))
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for group in self.groups:
-            indices = list(range(group * self.group_size, min((group + 1) * self.group_size, self.num_items)))
-            for _ in range(self.repeats - self.done_steps.get(group, 0)):
-                yield list(indices)
-
-    def __len__(self) -> int:
-        return sum(self.repeats - self.done_steps.get(group, 0) for group in self.groups)
 
 
 def collate(items: list[dict]) -> dict:
@@ -178,17 +137,6 @@ class EmbeddingDataModule(LightningDataModule):
             len(self.failures),
         )
 
-    def _resumed_groups(self) -> dict[int, int]:
-        """Group index → steps already done, for groups with a mid-group checkpoint in the run folder."""
-        store = ResumeStore(self.trainer.default_root_dir)
-        stems = [stem for stem, _ in self.dataset.items]
-        done = {}
-        for g in range(0, len(stems), self.batch_size):
-            state = store.read(stems[g : g + self.batch_size])
-            if state is not None:
-                done[g // self.batch_size] = state["group_step"]
-        return done
-
     def train_dataloader(self) -> DataLoader:
         """Each group of ``batch_size`` images, ``steps_per_group`` times in a row."""
         sampler = GroupRepeatSampler(
@@ -197,7 +145,8 @@ class EmbeddingDataModule(LightningDataModule):
             self.trainer.lightning_module.steps_per_group,
             rank=self.trainer.global_rank,
             world_size=self.trainer.world_size,
-            done_steps=self._resumed_groups(),
+            done_steps=resumed_groups(ResumeStore(self.trainer.default_root_dir),
+                                      [stem for stem, _ in self.dataset.items], self.batch_size),
         )
         return DataLoader(
             self.dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers

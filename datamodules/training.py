@@ -16,7 +16,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageReadError, read_image, resolve_images
+from embedding.images import ImageReadError, read_image, resolve_images
 
 log = logging.getLogger(__name__)
 

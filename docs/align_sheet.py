@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFilter
 
-from embedding.faces.align_cli import main as align_main
+from embedding.commands.align import main as align_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -25,7 +25,7 @@ EDIT_PHOTOS = ["007454", "008799", "001434", "017827", "008229"]
 
 def embed(*args: str) -> None:
     """Run the ``embed`` command of this environment, failing loudly."""
-    command = [sys.executable, "-c", "from embedding.cli import main; main()", *args]
+    command = [sys.executable, "-c", "from embedding.commands import main; main()", *args]
     print("$ embed", " ".join(args), flush=True)
     subprocess.run(command, cwd=ROOT, check=True)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from datamodules.images import resolve_images
 from datamodules.training import is_held_out
-from embedding.swap_cli import main as swap
+from embedding.commands.swap import main as swap
+from embedding.images import resolve_images
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoints import DEFAULT_NAME, default_path, load_generator
-from .generators import Generator
-from .run_folder import atomic_write
+from embedding.checkpoints import DEFAULT_NAME, default_path, load_generator
+from embedding.files import atomic_write
+from embedding.generators import Generator
 
 DIFF_FIELD = "generator_diff"   # metadata key of the weight difference, relative to the run folder
 
@@ -168,7 +168,9 @@ class Latents:
                 self.check_generator_file(self.source)
             generator = load_generator(pretrained or self.source)
         if self.weight_diff is not None:
-            from .dgp.weights import apply_diff_file  # here, not above: embedding.dgp imports this module
+            from embedding.methods.tuned_weights import (
+                apply_diff_file,  # here, not above: embedding.methods.dgp imports this module
+            )
 
             apply_diff_file(generator, self.weight_diff)
         return generator

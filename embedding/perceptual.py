@@ -25,7 +25,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from .losses import PAPER_FEATURE_SCALE, PERCEPT_LAYERS, STYLE_LAYERS
+from embedding.losses import PAPER_FEATURE_SCALE, PERCEPT_LAYERS, STYLE_LAYERS
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def load_perceptual(name: str, request: Request) -> PerceptualNetwork:
 
 def _auto(request: Request) -> str:
     """``vgg16`` with real weights at hand, explicit random VGG when asked for, else ``discriminator``."""
-    from .vgg import imagenet_cache_path
+    from embedding.vgg import imagenet_cache_path
 
     if request.vgg_weights == "random":
         return "vgg16-random"
@@ -128,7 +128,7 @@ class DiscriminatorFeatures(nn.Module):
         return self.discriminator.feature_names
 
     def forward(self, images: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
-        from .degradations import same_size
+        from embedding.degradations import same_size
 
         d, wanted = self.discriminator, set(layers)
         unknown = wanted - set(self.layer_names)
@@ -145,7 +145,7 @@ class DiscriminatorFeatures(nn.Module):
 
 
 def _vgg16(request: Request) -> PerceptualNetwork:
-    from .vgg import imagenet_cache_path, load_vgg16
+    from embedding.vgg import imagenet_cache_path, load_vgg16
 
     weights = request.vgg_weights
     if weights == "random":
@@ -156,7 +156,7 @@ def _vgg16(request: Request) -> PerceptualNetwork:
 
 
 def _vgg16_random(request: Request) -> PerceptualNetwork:
-    from .vgg import load_vgg16
+    from embedding.vgg import load_vgg16
 
     return PerceptualNetwork("vgg16-random", load_vgg16("random", request.vgg_resize), PERCEPT_LAYERS,
                              STYLE_LAYERS, PAPER_FEATURE_SCALE, "random weights, seed 0")
@@ -164,7 +164,7 @@ def _vgg16_random(request: Request) -> PerceptualNetwork:
 
 def _discriminator(request: Request) -> PerceptualNetwork:
     """All blocks for the perceptual term; the block at a quarter of the input size (as conv3_3) for style."""
-    from .checkpoints import load_discriminator
+    from embedding.checkpoints import load_discriminator
 
     source = request.discriminator or request.generator
     try:
@@ -180,7 +180,7 @@ def _discriminator(request: Request) -> PerceptualNetwork:
 
 def _face(request: Request) -> PerceptualNetwork:
     """The face descriptor's maps at 150² (35², 35², 17², 8², 2²); the 17² stage for style."""
-    from .faces.descriptor import face_features
+    from embedding.faces.descriptor import face_features
 
     layers = tuple(f"f{i}" for i in range(5))
     return PerceptualNetwork("face", NamedFeatures(face_features), layers, ("f2",), FACE_FEATURE_SCALE,

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from lightning import LightningModule
 from torchvision.utils import make_grid
 
-from .augment import POLICIES, diff_augment
-from .checkpoints import save_discriminator, save_generator
-from .generators import Discriminator, Generator
+from embedding.augment import POLICIES, diff_augment
+from embedding.checkpoints import save_discriminator, save_generator
+from embedding.generators import Discriminator, Generator
 
 
 def lazy_adam(params: Iterable[torch.Tensor], lr: float, betas: Sequence[float], every: int) -> torch.optim.Adam:

@@ -1,7 +1,7 @@
 """Running ``embed fit`` as a separate process: a fresh interpreter, or a fork of the test process.
 
-A fresh interpreter (``python -m embedding.cli``) is the real command. A fork runs the same entry
-point, ``embedding.cli.main``, without paying for the imports again, which matters when a test
+A fresh interpreter (``python -m embedding.commands``) is the real command. A fork runs the same entry
+point, ``embedding.commands.main``, without paying for the imports again, which matters when a test
 starts, kills and restarts a run several times.
 """
 
@@ -37,8 +37,8 @@ def cli_env() -> dict[str, str]:
 
 
 def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    """``python -m embedding.cli <args>`` in a fresh interpreter (and session), output captured as text."""
-    return subprocess.Popen([sys.executable, "-m", "embedding.cli", *args], cwd=cwd, env=cli_env(),
+    """``python -m embedding.commands <args>`` in a fresh interpreter (and session), output captured as text."""
+    return subprocess.Popen([sys.executable, "-m", "embedding.commands", *args], cwd=cwd, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -66,13 +66,13 @@ def _main_in_child(args: list[str], log: str, prepare: Callable[[], None] | None
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     logging.root.handlers.clear()
     sys.argv = ["embed", *args]
-    from embedding.cli import main
+    from embedding.commands import main
 
     main()
 
 
 def fork_cli(args: list[str], log: Path, prepare: Callable[[], None] | None = None) -> multiprocessing.Process:
-    """``embed <args>`` through ``embedding.cli.main`` in a forked process; its output is appended to ``log``.
+    """``embed <args>`` through ``embedding.commands.main`` in a forked process; its output is appended to ``log``.
 
     ``prepare`` runs in the new process first (to make it die at a chosen moment, say).
     """

@@ -11,13 +11,13 @@ import torch
 import yaml
 from PIL import Image
 
-from datamodules.images import read_image
-from datamodules.masks import dilate
 from embedding.checkpoints import save_generator
-from embedding.cli import EmbedCLI
-from embedding.module import EmbeddingModule
-from embedding.phases import Phase, resolve_rows
-from embedding.run_folder import RunFolder
+from embedding.commands.fit import EmbedCLI
+from embedding.fitting.run_folder import RunFolder
+from embedding.images import read_image
+from embedding.masks import dilate
+from embedding.methods.image2stylegan.module import EmbeddingModule
+from embedding.methods.image2stylegan.phases import Phase, resolve_rows
 from tests.conftest import build_generator
 from tests.test_engine import fit, make_items, rendered_targets
 

@@ -72,9 +72,12 @@ def test_project_format_fp16(tiny_generator, tiny_discriminator, tmp_path):
     assert torch.allclose(load_discriminator(d_path)(img), tiny_discriminator(img), atol=1e-3)
 
 
-def test_project_format_keeps_the_kind(tiny_generator_file):
-    with _raises_naming(tiny_generator_file, match="'generator', not a 'discriminator'"):
+def test_project_format_keeps_the_kind(tiny_generator_file, tiny_discriminator, tmp_path):
+    with _raises_naming(tiny_generator_file, match="holds a generator and no discriminator was saved beside it"):
         load_discriminator(tiny_generator_file)
+    discriminator = save_discriminator(tiny_discriminator, tmp_path / "d.pt")
+    with _raises_naming(discriminator, match="'discriminator', not a 'generator'"):
+        load_generator(discriminator)
 
 
 def _edit_state(path: Path, edit) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from embedding.cli import EmbedCLI
+from embedding.commands.fit import EmbedCLI
 from tests.photos import PHOTOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,12 +103,12 @@ def test_corrupt_image_is_reported_and_the_others_finish(tiny_generator_file, ph
 
 
 def test_print_config_gives_a_recipe_that_reruns(tiny_generator_file, photos, tmp_path):
-    cmd = [sys.executable, "-m", "embedding.cli", "fit", "--config", str(RECIPE), "--model.generator",
+    cmd = [sys.executable, "-m", "embedding.commands", "fit", "--config", str(RECIPE), "--model.generator",
            str(tiny_generator_file), "--data.images", str(photos), "--model.steps", "{WI: 3, Mkn: 2}",
            "--print_config"]
     printed = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     model = yaml.safe_load(printed)["model"]
-    assert model["class_path"] == "embedding.module.EmbeddingModule"  # the printed recipe names its method
+    assert model["class_path"] == "embedding.methods.image2stylegan.EmbeddingModule"  # the printed recipe names its method
     assert [p["name"] for p in model["init_args"]["phases"]] == ["WI", "Mkn"]
     assert model["init_args"]["phases"][1]["lr"] == 5.0
     assert model["init_args"]["steps"] == {"WI": 3, "Mkn": 2}
@@ -121,12 +121,12 @@ def test_print_config_gives_a_recipe_that_reruns(tiny_generator_file, photos, tm
 
 
 def test_fit_help_leads_with_the_recipes_own_options(capsys):
-    from embedding.fit_cli import main
+    from embedding.commands.fit import main
 
     main(["--config", str(ROOT / "recipes" / "dgp_colorize.yaml"), "--help"])
     short = capsys.readouterr().out
     assert len(short.splitlines()) < 300
-    assert "embedding.dgp.DGPModule" in short and "--model.degradations" in short
+    assert "embedding.methods.dgp.DGPModule" in short and "--model.degradations" in short
     assert short.index("--model.generator") < short.index("--trainer.default_root_dir") < short.index("--data.images")
     assert "--trainer.default_root_dir" in short and "--trainer.fast_dev_run" not in short
     with pytest.raises(SystemExit):

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from embedding.checkpoints import CheckpointError, load_discriminator, load_generator, save_generator
-from embedding.checkpoints.convert import convert, main
-from embedding.fit_cli import EmbedCLI
+from embedding.checkpoints.convert import convert
+from embedding.commands.convert import main
+from embedding.commands.fit import EmbedCLI
 from tests.photos import photos
 from tests.robust_run import fit_args
 

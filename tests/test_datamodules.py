@@ -13,15 +13,10 @@ import torch
 from PIL import Image
 
 import datamodules.images as images_module
-from datamodules import (
-    EmbeddingDataModule,
-    GroupRepeatSampler,
-    ImageFolderDataset,
-    ImageReadError,
-    MaskSpec,
-    load_image,
-)
-from datamodules.masks import blur, dilate, finish, shape_mask
+from datamodules import EmbeddingDataModule, ImageFolderDataset
+from embedding.fitting.sampler import GroupRepeatSampler
+from embedding.images import ImageReadError, load_image
+from embedding.masks import MaskSpec, blur, dilate, finish, shape_mask
 from tests.photos import PHOTOS, photos
 
 R = 32
@@ -409,9 +404,9 @@ def test_second_image_pairs_by_stem_or_one_file(tmp_path: Path) -> None:
     first, second = copy_photos(tmp_path / "a", 2), copy_photos(tmp_path / "b", 2)
     by_stem = ImageFolderDataset(tmp_path / "a", R, second=str(tmp_path / "b"))
     for i, path in enumerate(second):
-        assert torch.equal(by_stem[i]["second"], images_module.load_image(path, R))
+        assert torch.equal(by_stem[i]["second"], load_image(path, R))
     one = ImageFolderDataset(tmp_path / "a", R, second=str(second[1]))
-    assert all(torch.equal(one[i]["second"], images_module.load_image(second[1], R)) for i in range(2))
+    assert all(torch.equal(one[i]["second"], load_image(second[1], R)) for i in range(2))
     second[0].unlink()
     with pytest.warns(UserWarning, match="no second image"):
         partial = ImageFolderDataset(tmp_path / "a", R, second=str(tmp_path / "b"))
@@ -433,7 +428,7 @@ def test_scribble_layer_paints_the_image_and_gives_second_and_mask(photo: Path, 
     strokes = torch.zeros(1, R, R)
     strokes[:, :8, :16] = 1
     assert torch.equal(item["mask"], strokes)
-    assert torch.equal(item["second"], images_module.load_image(photo, R))
+    assert torch.equal(item["second"], load_image(photo, R))
     assert torch.allclose(item["image"][:, :8, :16], torch.tensor([1.0, -1.0, -1.0]).view(3, 1, 1))
     assert torch.equal(item["image"][:, 8:], item["second"][:, 8:])
     Image.new("RGB", (64, 64)).save(tmp_path / "flat.png")

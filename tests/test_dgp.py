@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from embedding.checkpoints import save_discriminator
-from embedding.cli import main as embed
+from embedding.commands import main as embed
+from embedding.commands.fit import EmbedCLI
 from embedding.degradations import (
     LUMA_601,
     Downsample,
@@ -24,10 +25,8 @@ from embedding.degradations import (
     resize_lanczos,
     rgb_to_lab,
 )
-from embedding.dgp import DGPModule, Stage
-from embedding.dgp_cli import main as embed_dgp
-from embedding.fit_cli import EmbedCLI
 from embedding.latents import Latents, render_latents
+from embedding.methods.dgp import DGPModule, Stage
 from tests.photos import PHOTOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,13 +243,6 @@ def test_recipe_end_to_end_follows_the_run_folder_contract(networks, photos, tmp
     with open(root / "metrics.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
 
-    # the earlier command still jitters and morphs, as embed edit does
-    a, b = root / "latents" / "000002.pt", root / "latents" / "000058.pt"
-    embed_dgp(["morph", str(a), str(b), "--steps", "3", "--out", str(tmp_path / "morph")])
-    embed_dgp(["jitter", str(a), "--count", "2", "--out", str(tmp_path / "jitter")])
-    assert len(list((tmp_path / "morph" / "000002~000058").glob("frame_*.png"))) == 3
-    assert len(list((tmp_path / "jitter" / "000002.jitter").glob("frame_*.png"))) == 2
-
 
 def test_colorize_and_super_resolve_recipes_run(networks, photos, tmp_path, tiny_generator):
     run_dgp(networks, photos, tmp_path / "sr", "dgp_super_resolve.yaml", "--model.latent_space", "w",
@@ -268,18 +260,6 @@ def test_colorize_and_super_resolve_recipes_run(networks, photos, tmp_path, tiny
     got = lightness(torch.from_numpy(saved).permute(2, 0, 1)[None])
     want = lightness(grayscale(torch.from_numpy(photo).permute(2, 0, 1)[None]))
     assert (got - want).abs().mean() < 1.0  # 8-bit PNGs; the exact check is above
-
-
-def test_the_earlier_command_fits_a_recipe_that_names_no_method(networks, photos, tmp_path):
-    recipe = tmp_path / "earlier.yaml"  # a DGP recipe as embed-dgp took them: the model's arguments only
-    recipe.write_text(f"model:\n  generator: {networks[0]}\n  discriminator: {networks[1]}\n"
-                      "  degradations: [grayscale]\n  init_candidates: 2\n"
-                      "  stages: [{name: s1, steps: 2, blocks: 1}]\n")
-    root = tmp_path / "run"
-    embed_dgp(["fit", "--config", str(recipe), "--data.images", str(photos / "000002.jpg"),
-               "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"])
-    assert Latents.load(root / "latents" / "000002.pt").metadata["method"] == "dgp"
-    assert (root / "generators" / "000002.pt").is_file()
 
 
 def test_unknown_degradation_is_a_clear_error(networks, photos, tmp_path, caplog):

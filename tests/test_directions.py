@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from embedding.checkpoints import save_discriminator
-from embedding.constrained import constrained_edit
-from embedding.directions import Direction, linear_boundary, sefa
-from embedding.edit_cli import main as edit
-from embedding.edits import Code
+from embedding.commands.edit import main as edit
+from embedding.edits.constrained import constrained_edit
+from embedding.edits.directions import Direction, linear_boundary, sefa
+from embedding.edits.operations import Code
 from embedding.latents import Latents, render_latents, sha256
 from tests.test_latents import saved_image
 

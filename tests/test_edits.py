@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from embedding import edits
-from embedding.cli import main as embed_main
+from embedding.commands import main as embed_main
+from embedding.edits import operations as edits
 from embedding.latents import render_latents, sha256
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.images import read_image
 from embedding.checkpoints import load_generator, save_discriminator
-from embedding.cli import main as embed
-from embedding.encoder import load_encoder
+from embedding.commands import main as embed
+from embedding.commands.train import TrainCLI
+from embedding.images import read_image
 from embedding.latents import Latents
-from embedding.train_cli import TrainCLI
+from embedding.methods.encoder import load_encoder
 from tests.photos import PHOTOS, photos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_an_encoder_learns_codes_exports_and_starts_a_hybrid_embedding(tiny_gene
 
 
 def test_the_shipped_encoder_starts_closer_to_each_photo_than_the_mean_code():
-    from callbacks.metrics import psnr
+    from embedding.metrics import psnr
     from tests.photos import FACE_BOX
 
     encoder, g = load_encoder("default"), load_generator("default")
@@ -72,8 +72,8 @@ def test_the_shipped_encoder_starts_closer_to_each_photo_than_the_mean_code():
 
 
 def test_w_init_encoder_takes_the_shipped_encoder_only_for_the_default_generator(tiny_generator_file):
-    from embedding.module import EmbeddingModule
-    from embedding.phases import Phase
+    from embedding.methods.image2stylegan.module import EmbeddingModule
+    from embedding.methods.image2stylegan.phases import Phase
 
     phases = [Phase(name="WI", steps=1, mse1=1e-5)]
     module = EmbeddingModule(phases=phases, w_init="encoder")
@@ -87,7 +87,7 @@ def test_w_init_encoder_takes_the_shipped_encoder_only_for_the_default_generator
 def test_embed_encode_writes_latents_that_render_their_image_and_edit_like_fits(tmp_path, caplog):
     import csv
 
-    from callbacks.metrics import psnr
+    from embedding.metrics import psnr
     from tests.photos import FACE_BOX
 
     images = tmp_path / "photos"
@@ -130,7 +130,7 @@ def test_embed_encode_refuses_an_encoder_for_another_generator(tiny_generator_fi
 
 
 def _random_direction(folder: Path) -> Path:
-    from embedding.directions import Direction
+    from embedding.edits.directions import Direction
 
     g = load_generator("default")
     direction = Direction(torch.randn(g.w_dim, generator=torch.Generator().manual_seed(0)), None, {"how": "test"})

@@ -8,13 +8,14 @@ from lightning import Trainer
 from torch.utils.data import DataLoader
 
 from callbacks import EmbeddingMetrics, ResultWriter
-from callbacks.metrics import psnr
-from datamodules.embedding import GroupRepeatSampler, collate
+from datamodules.embedding import collate
 from embedding.checkpoints import save_generator
+from embedding.fitting.run_folder import RunFolder
+from embedding.fitting.sampler import GroupRepeatSampler
 from embedding.latents import render_latents
-from embedding.module import EmbeddingModule
-from embedding.phases import Phase, mkn, mst, wi
-from embedding.run_folder import RunFolder
+from embedding.methods.image2stylegan.module import EmbeddingModule
+from embedding.methods.image2stylegan.phases import Phase, mkn, mst, wi
+from embedding.metrics import psnr
 
 
 def make_items(images: torch.Tensor, masks: torch.Tensor | None = None) -> list[dict]:

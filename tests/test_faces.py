@@ -12,18 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from callbacks import EmbeddingMetrics
 from datamodules.images import ImageFolderDataset
+from embedding.commands.align import main as align_main
 from embedding.faces.align import align_face, ffhq_quad, find_faces, gaussian_blur, to_tensor
-from embedding.faces.align_cli import main as align_main
 from embedding.faces.attributes import EXPRESSIONS, AgeGenderNet, ExpressionNet, face_attributes
 from embedding.faces.descriptor import DescriptorNet, compute_descriptors, face_descriptors, identity_distance
 from embedding.faces.detector import MEAN_RGB, DetectorNet, detect_faces
 from embedding.faces.landmarks import LandmarkNet, detect_landmarks
 from embedding.faces.layers import same_padding, shared_net, square_pad, to_input
 from embedding.faces.tfjs import load_manifest
-from embedding.module import EmbeddingModule
-from embedding.phases import Phase
+from embedding.methods.image2stylegan.module import EmbeddingModule
+from embedding.methods.image2stylegan.phases import Phase
+from embedding.metrics import measure
 from tests.test_engine import fit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "faces"
@@ -191,9 +191,9 @@ def test_metrics_rows_carry_identity_and_landmark_error_when_asked():
     target = torch.cat([image("face0_112.png"), image("face1_112.png")]) / 127.5 - 1
     render = torch.stack([target[0], target[0]])  # the first is exact, the second another person
     mask = torch.ones(2, 1, 112, 112)
-    plain = EmbeddingMetrics.measure(render, target, mask, ["a", "b"], "WI", 5)
+    plain = measure(render, target, mask, ["a", "b"], "WI", 5)
     assert plain[0]["identity"] == plain[0]["landmark_error"] == ""
-    rows = EmbeddingMetrics.measure(render, target, mask, ["a", "b"], "WI", 5, identity=True)
+    rows = measure(render, target, mask, ["a", "b"], "WI", 5, identity=True)
     assert float(rows[0]["identity"]) == 0.0 and float(rows[0]["landmark_error"]) == 0.0
     assert float(rows[1]["identity"]) > 0.3 and float(rows[1]["landmark_error"]) > 0.02
     assert rows[1]["psnr_masked"] == ""

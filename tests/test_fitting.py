@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from embedding.cli import main as embed
+from embedding.commands import main as embed
 from embedding.latents import Latents, render_latents
 from tests.photos import photos
 from tests.test_latents import assert_reproduces

@@ -12,9 +12,9 @@ from torch import nn
 from embedding import perceptual
 from embedding.checkpoints import load_generator, save_discriminator, save_generator
 from embedding.losses import perceptual_loss
-from embedding.module import EmbeddingModule
+from embedding.methods.image2stylegan.module import EmbeddingModule
+from embedding.methods.image2stylegan.phases import reconstruction_phases
 from embedding.perceptual import DiscriminatorFeatures, NamedFeatures, PerceptualNetwork, Request, load_perceptual
-from embedding.phases import reconstruction_phases
 from embedding.vgg import VGG16Features, imagenet_cache_path
 
 

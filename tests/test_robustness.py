@@ -25,14 +25,21 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import callbacks.writer
-import embedding.resume
+import embedding.files
+import embedding.fitting.results
+import embedding.fitting.resume
+import embedding.images
+import embedding.latents
 from callbacks import EmbeddingMetrics, GroupCheckpoint, ResultWriter
-from datamodules.embedding import GroupRepeatSampler, collate
-from embedding.cli import EmbedCLI, main
-from embedding.module import EmbeddingModule
-from embedding.phases import Phase
-from embedding.resume import ResumeStore
-from embedding.run_folder import RunFolder
+from datamodules.embedding import collate
+from embedding.commands import main
+from embedding.commands.fit import EmbedCLI
+from embedding.fitting.resume import ResumeStore
+from embedding.fitting.run_folder import RunFolder
+from embedding.fitting.sampler import GroupRepeatSampler
+from embedding.methods.image2stylegan.module import EmbeddingModule
+from embedding.methods.image2stylegan.phases import Phase
+from embedding.metrics import append_metrics
 from tests.nvidia_pickle import write_nvidia_pickle
 from tests.photos import PHOTOS
 from tests.robust_run import finish_cli, fit_args, fork_cli, join, start_cli, wait_for
@@ -146,7 +153,7 @@ def test_processes_finishing_a_phase_together_write_one_header(tmp_path):
 
     with open(folder.metrics_csv, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        writers = [threading.Thread(target=EmbeddingMetrics._append, args=(folder, [row(stem)])) for stem in "ab"]
+        writers = [threading.Thread(target=append_metrics, args=(folder, [row(stem)])) for stem in "ab"]
         for writer in writers:
             writer.start()
         time.sleep(0.2)  # both writers have opened the still empty file and wait for the lock
@@ -198,21 +205,27 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tiny_generator_file, tmp
     assert not list((root / "resume").glob("*.pt")), "checkpoints of finished groups are removed"
 
 
+def patch_result_writes(monkeypatch: pytest.MonkeyPatch, write) -> None:
+    """Every file of an image's results (renders, latents, weight differences) written through ``write``."""
+    for module in (embedding.images, embedding.fitting.results, embedding.latents, callbacks.writer):
+        monkeypatch.setattr(module, "atomic_write", write)
+
+
 def die_between_two_images() -> None:
     """Make this process die after the first image of a group is written, before the second."""
-    write_image = callbacks.writer.ResultWriter.write_image
+    write_result = callbacks.writer.write_result
 
     def write_or_die(folder, stem, image, result):
         if stem == "000058":
             os.kill(os.getpid(), signal.SIGKILL)
-        write_image(folder, stem, image, result)
+        write_result(folder, stem, image, result)
 
-    callbacks.writer.ResultWriter.write_image = staticmethod(write_or_die)
+    callbacks.writer.write_result = write_or_die
 
 
 def die_inside_a_checkpoint_write() -> None:
     """Make this process die half-way through writing its first mid-group checkpoint."""
-    write = embedding.resume.atomic_write
+    write = embedding.fitting.resume.atomic_write
 
     def write_half_and_die(path, how):
         def half(f):
@@ -222,7 +235,7 @@ def die_inside_a_checkpoint_write() -> None:
 
         write(path, half)
 
-    embedding.resume.atomic_write = write_half_and_die
+    embedding.fitting.resume.atomic_write = write_half_and_die
 
 
 @pytest.mark.parametrize("die", [die_between_two_images, die_inside_a_checkpoint_write])
@@ -392,14 +405,14 @@ def test_unwritable_run_folder_exits_1_naming_it(how, tiny_generator_file, tmp_p
 
 
 def test_full_disk_fails_only_the_image_being_written(tiny_generator_file, tmp_path, monkeypatch, caplog):
-    write = callbacks.writer.atomic_write
+    write = embedding.files.atomic_write
 
     def full_for_one_image(path, how):
         if path.name.startswith("000058"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         write(path, how)
 
-    monkeypatch.setattr(callbacks.writer, "atomic_write", full_for_one_image)
+    patch_result_writes(monkeypatch, full_for_one_image)
     photos = copy_photos(tmp_path / "photos")
     root = tmp_path / "run"
     EmbedCLI(args=fit_args(tiny_generator_file, photos, root, "--data.batch_size", "2", steps="{WI: 2, Mkn: 1}"))
@@ -443,14 +456,14 @@ def test_a_schedule_without_steps_names_the_setting(tiny_generator_file, tmp_pat
 
 
 def test_nothing_written_exits_1(tiny_generator_file, tmp_path, monkeypatch, caplog):
-    write = callbacks.writer.atomic_write
+    write = embedding.files.atomic_write
 
     def full(path, how):
         if not path.name.startswith("."):  # the run folder's own write test still passes
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         write(path, how)
 
-    monkeypatch.setattr(callbacks.writer, "atomic_write", full)
+    patch_result_writes(monkeypatch, full)
     photos = copy_photos(tmp_path / "photos", NAMES[:2])
     with pytest.raises(SystemExit) as exit_:
         EmbedCLI(args=fit_args(tiny_generator_file, photos, tmp_path / "run", steps="{WI: 2, Mkn: 1}"))

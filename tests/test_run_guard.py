@@ -15,14 +15,14 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from embedding.cli import main
-from embedding.fit_cli import EmbedCLI
-from embedding.run_guard import RunFolderError, RunLock, check_recipe, recipe_settings
-from embedding.train_cli import TrainCLI
+from embedding.commands import main
+from embedding.commands.fit import EmbedCLI
+from embedding.commands.train import TrainCLI
+from embedding.fitting.run_guard import RunFolderError, RunLock, check_recipe, recipe_settings
 from tests.photos import photos
 from tests.robust_run import cli_env, finish_cli, fit_args, start_cli
 
-METHOD = "embedding.module.EmbeddingModule"
+METHOD = "embedding.methods.image2stylegan.EmbeddingModule"
 
 
 def fit(generator: Path, images: Path, root: Path, *extra: str, steps: str = "{WI: 3, Mkn: 2}") -> EmbedCLI:
@@ -78,7 +78,7 @@ def test_recipe_record_names_nested_changes(tmp_path):
     with pytest.raises(RunFolderError, match=r"changed: model.phases"):
         check_recipe(tmp_path, recipe_settings(METHOD, {"phases": [{"lr": 0.1}]}, {"crop": None}, "32"))
     with pytest.raises(RunFolderError, match=r"changed: method"):
-        check_recipe(tmp_path, recipe_settings("embedding.dgp.DGPModule", {"phases": [{"lr": 0.01}]},
+        check_recipe(tmp_path, recipe_settings("embedding.methods.dgp.DGPModule", {"phases": [{"lr": 0.01}]},
                                                {"crop": None}, "32"))
 
 
@@ -150,7 +150,7 @@ def test_pytest_running_a_fit_in_process_still_stops_on_ctrl_c(tiny_generator_fi
     root, after = tmp_path / "run", tmp_path / "after"
     args = fit_args(tiny_generator_file, images, root, "--data.batch_size", "2", steps="{WI: 3, Mkn: 3000}")
     (tmp_path / "test_inner.py").write_text(
-        "from embedding.fit_cli import EmbedCLI\n\n"
+        "from embedding.commands.fit import EmbedCLI\n\n"
         f"def test_fit():\n    EmbedCLI(args={args!r})\n\n"
         f"def test_after():\n    open({str(after)!r}, 'w').close()\n")
     process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_inner.py"],
@@ -167,12 +167,11 @@ def test_pytest_running_a_fit_in_process_still_stops_on_ctrl_c(tiny_generator_fi
 
 
 def test_embed_help_lists_the_commands_without_importing_torch():
-    code = ("import sys; from embedding.cli import main; code = main(['--help']); "
+    code = ("import sys; from embedding.commands import main; code = main(['--help']); "
             "assert 'torch' not in sys.modules and 'lightning' not in sys.modules; print('exit', code)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True).stdout
     for command in ("fit", "encode", "edit", "train", "convert", "align"):
         assert f"\n  {command} " in out
-    assert "embed dgp, now embed fit (DGP recipes)" in out
     assert "validate" not in out and "predict" not in out and "exit None" in out
 
 

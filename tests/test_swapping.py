@@ -12,13 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.images import read_image
 from embedding.checkpoints import load_swapping_autoencoder, save_swapping_autoencoder
-from embedding.swap_cli import main as swap_cli
-from embedding.swapping import SwappingAutoencoder
-from embedding.swapping.codes import SwapCodes
-from embedding.swapping.model import random_patches
-from embedding.train_cli import TrainCLI
+from embedding.commands.swap import main as swap_cli
+from embedding.commands.train import TrainCLI
+from embedding.images import read_image
+from embedding.methods.swapping import SwappingAutoencoder
+from embedding.methods.swapping.codes import SwapCodes
+from embedding.methods.swapping.model import random_patches
 from tests.photos import FACE_BOX, PHOTOS, photos
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Training a StyleGAN2 with ``embed-train``: a tiny run end to end, resuming it, the EMA and R1."""
+"""Training a StyleGAN2 with ``embed train``: a tiny run end to end, resuming it, the EMA and R1."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from embedding import load_discriminator, load_generator
-from embedding.train_cli import TrainCLI
+from embedding.commands.train import TrainCLI
 from embedding.training import StyleGAN2Training
 from tests.photos import photos as fixture_photos
 
@@ -34,7 +34,7 @@ class Record:
 
 @pytest.fixture
 def record(monkeypatch: pytest.MonkeyPatch) -> Record:
-    """Hooks on ``StyleGAN2Training`` that fill a ``Record`` while ``embed-train`` runs."""
+    """Hooks on ``StyleGAN2Training`` that fill a ``Record`` while ``embed train`` runs."""
     rec = Record()
 
     def on_train_start(module: StyleGAN2Training) -> None:

@@ -1,6 +1,6 @@
 """A fitting method in one file: one W code per image, shared by every layer, fitted by pixel MSE alone.
 
-It is what a new method takes: the six methods of :class:`~embedding.fitting.FittingMethod`.
+It is what a new method takes: the six methods of :class:`~embedding.fitting.method.FittingMethod`.
 Groups, phases, optimisers, checkpoints, failures, metrics and the run folder come with the base.
 """
 
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from embedding.fitting import FitResult, FittingMethod
+from embedding.fitting.method import FitResult, FittingMethod
+from embedding.fitting.schedule import Schedule
 from embedding.latents import Latents
-from embedding.phases import Phase, Schedule
+from embedding.methods.image2stylegan import Phase
 
 
 class WCodeFit(FittingMethod):

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..generators import Discriminator, Generator
-from ..swapping.model import SwappingAutoencoder
-from . import native, nvidia, rosinality
-from .errors import CheckpointError
+from embedding.checkpoints import native, nvidia, rosinality
+from embedding.checkpoints.errors import CheckpointError
+from embedding.generators import Discriminator, Generator
+from embedding.methods.swapping.model import SwappingAutoencoder
 
 __all__ = ["CheckpointError", "build_network", "load_discriminator", "load_generator", "load_swapping_autoencoder",
            "save_discriminator", "save_generator", "save_swapping_autoencoder", "resolve_file", "DEFAULT_NAME",

@@ -1,8 +1,4 @@
-"""embed convert: rewrite any loadable StyleGAN2 checkpoint in the project's format or rosinality's.
-
-    embed convert network-snapshot.pkl ffhq.pt                   # project format: ffhq.pt + ffhq.json
-    embed convert network-snapshot.pkl ffhq.pt --to rosinality   # {g_ema, latent_avg, d}, as convert_weight.py
-    embed convert model.pt out.pt --network G --dtype float16
+"""Rewrite any loadable StyleGAN2 checkpoint in the project's format or rosinality's (``embed convert``).
 
 The discriminator is converted too when the source holds one. Nothing stored in the source is
 executed; the output is written atomically.
@@ -10,16 +6,15 @@ executed; the output is written atomically.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 import torch
 
-from ..generators import Discriminator, Generator
-from ..generators.stylegan2 import channels_at
-from ..run_folder import atomic_write
-from . import CheckpointError, load_discriminator, load_generator, native, rosinality
+from embedding.checkpoints import CheckpointError, load_discriminator, load_generator, native, rosinality
+from embedding.files import atomic_write
+from embedding.generators import Discriminator, Generator
+from embedding.generators.stylegan2 import channels_at
 
 log = logging.getLogger("embedding")
 
@@ -88,25 +83,3 @@ def convert(source: str, dest: str | Path, to: str = "project", network: str = "
         d_dest = dest.with_name(f"{dest.stem}_discriminator{dest.suffix}")
         written.append(native.save(d, "discriminator", d_dest, dtype, meta))
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``embed convert``; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="embed convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", help="NVIDIA .pkl, rosinality .pt, project .pt, or 'default'")
-    parser.add_argument("dest", type=Path, help="output .pt (the project format also writes a .json beside it)")
-    parser.add_argument("--to", choices=("project", "rosinality"), default="project")
-    parser.add_argument("--network", choices=("G_ema", "G"), default="G_ema",
-                        help="which generator of a training snapshot (default: G_ema)")
-    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32")
-    args = parser.parse_args(argv)
-    try:
-        written = convert(args.source, args.dest, args.to, args.network,
-                          torch.float16 if args.dtype == "float16" else None)
-    except (CheckpointError, FileNotFoundError) as e:
-        log.error("%s", e)
-        return 1
-    for path in written:
-        print(f"wrote {path}")
-    return 0

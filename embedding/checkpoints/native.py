@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..run_folder import atomic_write
-from .errors import CheckpointError, weights_only_error
+from embedding.checkpoints.errors import CheckpointError, weights_only_error
+from embedding.files import atomic_write
 
 FORMAT = "stylegan-embedding/1"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, weights_only_error
+from embedding.checkpoints.errors import CheckpointError, weights_only_error
 
 
 def read(path: Path) -> dict:

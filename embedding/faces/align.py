@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .detector import Detection, DetectorNet, detect_faces
-from .landmarks import LandmarkNet, detect_landmarks
-from .layers import shared_net
+from embedding.faces.detector import Detection, DetectorNet, detect_faces
+from embedding.faces.landmarks import LandmarkNet, detect_landmarks
+from embedding.faces.layers import shared_net
 
 
 @dataclass

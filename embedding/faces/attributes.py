@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .landmarks import INPUT_SIZE, DenseFeatureExtractor, Linear
-from .layers import Conv, SeparableConv, from_unit, max_pool_same, shared_net, square_pad, to_input
-from .tfjs import load_model
+from embedding.faces.landmarks import INPUT_SIZE, DenseFeatureExtractor, Linear
+from embedding.faces.layers import Conv, SeparableConv, from_unit, max_pool_same, shared_net, square_pad, to_input
+from embedding.faces.tfjs import load_model
 
 EXPRESSIONS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
 # One number per face from face_attributes' output: what attribute directions and edits are scored by.

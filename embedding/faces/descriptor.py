@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import from_unit, pad_same, shared_net, square_pad, to_input
-from .tfjs import load_model
+from embedding.faces.layers import from_unit, pad_same, shared_net, square_pad, to_input
+from embedding.faces.tfjs import load_model
 
 INPUT_SIZE = 150
 

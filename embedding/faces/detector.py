@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import nms
 
-from .layers import Conv, SeparableConv, leaky, max_pool_same, square_pad, to_input
-from .tfjs import load_model
+from embedding.faces.layers import Conv, SeparableConv, leaky, max_pool_same, square_pad, to_input
+from embedding.faces.tfjs import load_model
 
 MEAN_RGB = (117.001, 114.697, 97.404)
 ANCHORS = ((1.603231, 2.094468), (6.041143, 7.080126), (2.882459, 3.518061), (4.266906, 5.178857), (9.041765, 10.66308))

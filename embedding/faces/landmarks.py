@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Conv, SeparableConv, from_unit, shared_net, square_pad, to_input
-from .tfjs import load_model
+from embedding.faces.layers import Conv, SeparableConv, from_unit, shared_net, square_pad, to_input
+from embedding.faces.tfjs import load_model
 
 INPUT_SIZE = 112
 

@@ -1,6 +1,6 @@
 """StyleGAN2 networks in plain PyTorch."""
 
-from .discriminator import Discriminator
-from .stylegan2 import Generator, MappingNetwork, SynthesisNetwork
+from embedding.generators.discriminator import Discriminator
+from embedding.generators.stylegan2 import Generator, MappingNetwork, SynthesisNetwork
 
 __all__ = ["Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork"]

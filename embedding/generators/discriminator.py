@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .layers import DEFAULT_FILTER, Conv2dLayer, FullyConnectedLayer
-from .stylegan2 import MappingNetwork, channels_at
+from embedding.generators.layers import DEFAULT_FILTER, Conv2dLayer, FullyConnectedLayer
+from embedding.generators.stylegan2 import MappingNetwork, channels_at
 
 
 class DiscriminatorBlock(nn.Module):

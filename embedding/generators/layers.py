@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .ops import bias_act, conv2d_resample, setup_filter
+from embedding.generators.ops import bias_act, conv2d_resample, setup_filter
 
 DEFAULT_FILTER = (1, 3, 3, 1)
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .layers import DEFAULT_FILTER, FullyConnectedLayer
-from .ops import bias_act, modulated_conv2d, normalize_2nd_moment, setup_filter, upsample2d
+from embedding.generators.layers import DEFAULT_FILTER, FullyConnectedLayer
+from embedding.generators.ops import bias_act, modulated_conv2d, normalize_2nd_moment, setup_filter, upsample2d
 
 Replacement = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 

@@ -1,0 +1,160 @@
+"""Pivotal Tuning Inversion (Roich et al. 2021) as a fitting method: a W pivot, then the generator tuned around it.
+
+Phase ``pivot``: one W code per image (shared by every layer), from the mean code, the generator
+fixed. Phase ``tune``: the pivot fixed, each image's own copy of the synthesis weights moves
+(DGP's stacked copies). Both minimise pixel MSE plus the perceptual distance to the photo (Eq. 1's
+WI terms); tuning adds the locality regulariser: codes ``w_r = w_p + α (w_z − w_p)/‖w_z − w_p‖``
+toward random codes ``w_z`` must render as the pretrained generator renders them. The result is
+the pivot as a latents record and the tuned generator as a weight difference, as for DGP.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from embedding.fitting.method import FitResult, FittingMethod
+from embedding.fitting.schedule import Schedule
+from embedding.latents import Latents
+from embedding.losses import EmbeddingLoss
+from embedding.methods.tuned_weights import diff_record, render_stacked, stacked_parameters
+from embedding.perceptual import Request, load_perceptual
+
+Batch = dict
+
+
+@dataclass
+class TuningPhase:
+    """One of PTI's two phases: its name, steps and Adam learning rate."""
+
+    name: str
+    steps: int
+    lr: float
+
+    def make_optimizer(self, params: list[Tensor]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.lr)
+
+
+class PTIModule(FittingMethod):
+    """Fits a W pivot, then tunes each image's copy of the generator around it (PTI).
+
+    Args:
+        generator: checkpoint path or ``"default"``.
+        pivot_steps / tune_steps: steps of the two phases (the paper: 450 and 350).
+        pivot_lr / tune_lr: their Adam learning rates (the paper: 5e-3 and 3e-4).
+        mse / percept: weights of the pixel MSE (0-255 units) and the perceptual distance, as in
+            Image2StyleGAN's WI phase.
+        locality: weight of the locality regulariser λ_R (the paper: 0.1); 0 switches it off.
+        locality_alpha: α, how far from the pivot the regulariser's codes lie (the paper: 30).
+        perceptual: the perceptual network (:mod:`embedding.perceptual`), ``auto`` as for the embedding.
+        discriminator / vgg_weights: where the ``discriminator`` and ``vgg16`` networks come from.
+        diff_dtype: dtype of the stored weight differences.
+        seed: base seed of the regulariser's random codes (each image draws its own stream).
+    """
+
+    method_name = "pti"
+
+    def __init__(
+        self,
+        generator: str = "default",
+        pivot_steps: int = 450,
+        tune_steps: int = 350,
+        pivot_lr: float = 5e-3,
+        tune_lr: float = 3e-4,
+        mse: float = 1e-5,
+        percept: float = 1e-5,
+        locality: float = 0.1,
+        locality_alpha: float = 30.0,
+        perceptual: str = "auto",
+        discriminator: str | None = None,
+        vgg_weights: str = "imagenet",
+        diff_dtype: Literal["float16", "float32"] = "float16",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.use_generator(generator)
+        self.schedule = Schedule([TuningPhase("pivot", pivot_steps, pivot_lr),
+                                  TuningPhase("tune", tune_steps, tune_lr)])
+        net = load_perceptual(perceptual, Request(generator, vgg_weights, None, discriminator))
+        self.perceptual = net
+        self.loss_fn = EmbeddingLoss(net.features, net.percept_layers, net.style_layers, net.feature_scale)
+        self.latent: nn.Parameter | None = None
+        self.weights = nn.ParameterList()
+        self.weight_names: list[str] = []
+
+    def init_group(self, batch: Batch, resuming: bool) -> None:
+        """The mean code as every image's pivot, and fresh copies of the synthesis weights."""
+        size, res = tuple(batch["image"].shape[-2:]), self.generator.resolution
+        if size != (res, res):
+            raise ValueError(f"targets are {size[0]}×{size[1]} but the generator renders {res}×{res}; "
+                             "leave data.resolution unset to match the generator")
+        count = len(self.group_stems)
+        start = self.generator.w_avg.detach().expand(count, 1, -1)
+        self.latent = nn.Parameter(start.clone().to(self.device))
+        self.weight_names, self.weights = stacked_parameters(self.generator.synthesis, count)
+        self.target = batch["image"].float()
+        with torch.no_grad():
+            self.target_features = self.loss_fn.target_features(self.target, self.loss_fn.percept_layers)
+
+    def group_parameters(self) -> dict[str, Tensor]:
+        return {"latent": self.latent, **dict(zip(self.weight_names, self.weights, strict=True))}
+
+    def enter_phase(self, phase: TuningPhase, batch: Batch, saved: dict | None) -> list[Tensor]:
+        """``pivot`` moves the code, ``tune`` the weight copies."""
+        tuning = phase.name == "tune"
+        self.latent.requires_grad_(not tuning)
+        for p in self.weights:
+            p.requires_grad_(tuning)
+        return list(self.weights) if tuning else [self.latent]
+
+    @property
+    def w_plus(self) -> Tensor:
+        """The pivots as W+ ``[B, num_ws, w_dim]``."""
+        return self.latent.expand(-1, self.generator.num_ws, -1)
+
+    def render(self) -> Tensor:
+        """Each image's pivot through its own copy of the weights (the generator's fixed noise)."""
+        return render_stacked(self.generator.synthesis, self.weight_names, list(self.weights), self.w_plus)
+
+    def per_image_loss(self, render: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        hp = self.hparams
+        total, terms = self.loss_fn(render, self.target, w_mse1=hp.mse, w_percept=hp.percept,
+                                    x_features=self.target_features)
+        if self.phase.name == "tune" and hp.locality:
+            terms["locality"] = self._locality()
+            total = total + hp.locality * terms["locality"]
+        return total, terms
+
+    def _locality(self) -> Tensor:
+        """Per image: how differently the tuned and the pretrained weights render codes α away from the pivot."""
+        g, hp = self.generator, self.hparams
+        z = torch.stack([torch.randn(g.z_dim, generator=self._stream(stem)) for stem in self.group_stems])
+        with torch.no_grad():
+            w_z = g.mapping(z.to(self.device), None)[:, :1]
+            pivot = self.latent.detach()
+            away = w_z - pivot
+            w_r = pivot + hp.locality_alpha * away / away.norm(dim=-1, keepdim=True)
+            ws = w_r.expand(-1, g.num_ws, -1)
+            before = g.synthesis(ws, noise_mode="const")
+            before_features = self.loss_fn.target_features(before, self.loss_fn.percept_layers)
+        after = render_stacked(g.synthesis, self.weight_names, list(self.weights), ws)
+        return self.loss_fn(after, before, w_mse1=hp.mse, w_percept=hp.percept, x_features=before_features)[0]
+
+    def _stream(self, stem: str) -> torch.Generator:
+        """Random codes that depend on the seed, the image and the step, not on the group."""
+        key = zlib.crc32(stem.encode()) + 1_000_003 * (self.hparams.seed + 7919 * self.group_step)
+        return torch.Generator().manual_seed(key % (2**63))
+
+    def result(self, i: int) -> FitResult:
+        """The pivot as W+ (with the fixed noise), and the tuned weights as a difference from the pretrained ones."""
+        noise = [n.detach().float().cpu() for n in self.generator.synthesis.const_noise()]
+        meta = self.metadata(self.group_stems[i], latent_space="w", perceptual=self.perceptual.describe())
+        latents = Latents(self.w_plus[i].detach().float().cpu(), noise, meta)
+        dtype = getattr(torch, self.hparams.diff_dtype)
+        return FitResult(latents, diff_record(self.generator.synthesis, self.weight_names, list(self.weights), i,
+                                              dtype, self.generator_source, self.generator_sha256))

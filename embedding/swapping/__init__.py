@@ -1,9 +1,0 @@
-"""The Swapping Autoencoder (Park et al. 2020): structure and texture codes, trained so any swap is realistic.
-
-Train it with ``embed train fit --config recipes/train_swapping_autoencoder.yaml``; encode photos,
-swap and edit their codes with ``embed swap``.
-"""
-
-from .model import Architecture, SwappingAutoencoder
-
-__all__ = ["Architecture", "SwappingAutoencoder"]
