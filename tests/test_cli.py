@@ -108,7 +108,7 @@ def test_print_config_gives_a_recipe_that_reruns(tiny_generator_file, photos, tm
            "--print_config"]
     printed = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     model = yaml.safe_load(printed)["model"]
-    assert model["class_path"] == "embedding.methods.image2stylegan.EmbeddingModule"  # the printed recipe names its method
+    assert model["class_path"] == "embedding.methods.image2stylegan.EmbeddingModule"  # the recipe names its method
     assert [p["name"] for p in model["init_args"]["phases"]] == ["WI", "Mkn"]
     assert model["init_args"]["phases"][1]["lr"] == 5.0
     assert model["init_args"]["steps"] == {"WI": 3, "Mkn": 2}
