@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import tempfile
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from reconstruct_heldout import FACE_BOX, held_out_photos
 
-from embedding.commands.fit import EmbedCLI
+import embedding
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {"inpaint": "dgp_inpaint.yaml", "sr4": "dgp_super_resolve.yaml", "colorize": "dgp_colorize.yaml"}
@@ -41,11 +40,9 @@ def run(task: str, method: str, photos: list[Path], stage_steps: int, root: Path
     """One fit of ``task`` with ``method``; the mean final metrics and the time it took."""
     stages = ", ".join(f"s{i}: {stage_steps}" for i in range(1, 6))
     start = time.monotonic()
-    EmbedCLI(args=["fit", "--config", str(ROOT / "recipes" / TASKS[task]),
-                 "--data.images", json.dumps([str(p) for p in photos]), "--data.crop", str(FACE_BOX),
-                 "--data.batch_size", str(len(photos)),
-                 "--model.steps", f"{{{stages}}}", "--trainer.default_root_dir", str(root),
-                 "--trainer.enable_progress_bar", "false", *METHODS[method], *extra])
+    embedding.fit(ROOT / "recipes" / TASKS[task], photos, root, arguments=[*METHODS[method], *extra],
+                  model={"steps": f"{{{stages}}}"}, data={"crop": FACE_BOX, "batch_size": len(photos)},
+                  trainer={"enable_progress_bar": False})
     rows = final_rows(root / "metrics.csv")
     out = {key: statistics.mean(float(r[key]) for r in rows) for key in ("psnr", "ssim")}
     if rows[0]["psnr_masked"]:

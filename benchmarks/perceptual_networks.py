@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from reconstruct_heldout import FACE_BOX, PHOTOS, held_out_photos
 
-from embedding.commands import EmbedCLI
+from embedding.commands.fit import EmbedCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 

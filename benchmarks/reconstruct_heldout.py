@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 from datamodules.training import is_held_out
-from embedding.commands import EmbedCLI
+from embedding import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"  # CelebA's aligned photos, not in the repository
@@ -57,14 +56,12 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="run folder (default: a temporary one)")
     parser.add_argument("embed_args", nargs="*", help="extra `embed fit` arguments (after --)")
     args = parser.parse_args()
-    photos = json.dumps([str(p) for p in held_out_photos(args.count, args.holdout_fraction)])
+    photos = held_out_photos(args.count, args.holdout_fraction)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(args.run) if args.run else Path(tmp) / "run"
-        EmbedCLI(args=["fit", "--config", str(ROOT / "recipes" / "reconstruct.yaml"),
-                       "--model.generator", args.generator, "--data.images", photos, "--data.crop", str(FACE_BOX),
-                       "--data.batch_size", str(args.count), "--model.steps", args.steps,
-                       "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false",
-                       *args.embed_args])
+        fit(ROOT / "recipes" / "reconstruct.yaml", photos, run, arguments=args.embed_args,
+            model={"generator": args.generator, "steps": args.steps},
+            data={"crop": FACE_BOX, "batch_size": args.count}, trainer={"enable_progress_bar": False})
         summarise(run / "metrics.csv")
 
 

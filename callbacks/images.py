@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 from lightning import Callback, LightningModule, Trainer
-from torchvision.utils import make_grid
 
 from embedding.fitting.method import GroupView
+from embedding.images import image_grid
 
 
 class TensorBoardImages(Callback):
@@ -33,4 +33,4 @@ class TensorBoardImages(Callback):
         target = view.target[:n].float().cpu()
         mask = (view.mask[:n].float().cpu() * 2 - 1).expand(-1, 3, -1, -1)
         tiles = torch.stack([target, mask, view.images[:n].float().cpu().clamp(-1, 1)], dim=1).flatten(0, 1)
-        return make_grid((tiles + 1) / 2, nrow=3, padding=2, pad_value=1.0)
+        return image_grid((tiles + 1) / 2, 3, padding=2, pad_value=1.0)

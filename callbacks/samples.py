@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
-from torchvision.utils import save_image
+
+from embedding.images import save_png
 
 
 class GeneratorSamples(Callback):
@@ -25,7 +26,7 @@ class GeneratorSamples(Callback):
                 trainer.logger.experiment.add_image("samples", grid, global_step=step)
             folder = Path(trainer.default_root_dir) / "samples"
             folder.mkdir(parents=True, exist_ok=True)
-            save_image(grid, folder / f"{step:07d}.png")
+            save_png(folder / f"{step:07d}.png", grid * 2 - 1)  # the grid is in [0, 1]
 
 
 class ExportNetworks(Callback):

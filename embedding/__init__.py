@@ -1,5 +1,9 @@
 """Embed real photos into a pretrained StyleGAN2 (W+ and noise space) and edit them there.
 
+    from embedding import fit
+    run = fit("recipes/reconstruct.yaml", "photos/", "runs/mine", model={"steps": {"WI": 200, "Mkn": 100}})
+    run.latents(run.finished[0]).render()      # [1, 3, H, W] in [-1, 1]
+
 The names below are imported on first use, so ``embed --help`` starts without torch.
 """
 
@@ -13,6 +17,7 @@ _EXPORTS = {
     "save_discriminator": ".checkpoints", "save_generator": ".checkpoints",
     "Discriminator": ".generators", "Generator": ".generators",
     "FitResult": ".fitting", "FittingMethod": ".fitting", "GroupView": ".fitting", "Latents": ".latents",
+    "render_latents": ".latents", "fit": ".commands.fit", "Run": ".commands.fit", "NothingFitted": ".commands.fit",
 }
 __all__ = sorted(_EXPORTS)
 

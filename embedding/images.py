@@ -281,3 +281,17 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 def save_png(path: Path, image: torch.Tensor) -> None:
     """Write a [3, H, W] tensor in [-1, 1] as a PNG, atomically."""
     atomic_write(Path(path), lambda f: to_pil(image).save(f, format="PNG"))
+
+
+def image_grid(images: torch.Tensor, columns: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
+    """Images ``[N, C, H, W]`` laid out ``columns`` to a row, ``padding`` pixels of ``pad_value`` around each:
+    ``[C, H', W']``."""
+    count, channels, height, width = images.shape
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    grid = images.new_full((channels, rows * (height + padding) + padding, columns * (width + padding) + padding),
+                           pad_value)
+    for k, image in enumerate(images):
+        top, left = (k // columns) * (height + padding) + padding, (k % columns) * (width + padding) + padding
+        grid[:, top : top + height, left : left + width] = image
+    return grid

@@ -10,7 +10,6 @@ was fitted with, fine-tuned weights included, so every reader renders a record t
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import os
 from dataclasses import dataclass, field
@@ -20,25 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from embedding.checkpoints import DEFAULT_NAME, default_path, load_generator
+from embedding.checkpoints import DEFAULT_NAME, load_generator, provenance
 from embedding.files import atomic_write
 from embedding.generators import Generator
+from embedding.weight_diff import apply_diff_file
 
 DIFF_FIELD = "generator_diff"   # metadata key of the weight difference, relative to the run folder
-
-
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def generator_file(source: str, kind: str = "generator") -> Path:
-    """The file a network source names (the packaged file of ``kind`` for the embedded default)."""
-    return default_path(kind) if source == DEFAULT_NAME else Path(source)
 
 
 def find_latents(source: Path, stem: str) -> Path:
@@ -149,7 +135,7 @@ class Latents:
         recorded = self.metadata.get("generator_sha256")
         if recorded is None:
             return
-        digest = sha256(generator_file(source))
+        digest = provenance(source)["generator_sha256"]
         if digest != recorded:
             raise ValueError(f"{self.path}: the generator {source} is not the one this code was fitted with "
                              f"(SHA-256 {digest[:12]}…, recorded {recorded[:12]}…); name the right file explicitly")
@@ -168,10 +154,6 @@ class Latents:
                 self.check_generator_file(self.source)
             generator = load_generator(pretrained or self.source)
         if self.weight_diff is not None:
-            from embedding.methods.tuned_weights import (
-                apply_diff_file,  # here, not above: embedding.methods.dgp imports this module
-            )
-
             apply_diff_file(generator, self.weight_diff)
         return generator
 

@@ -110,14 +110,14 @@ def latent_pull(w: Tensor, w_ref: Tensor) -> Tensor:
 
 
 class EmbeddingLoss(nn.Module):
-    """Image2StyleGAN++ Eq. 1, per image, skipping (and not running VGG for) zero-weighted terms.
+    """Image2StyleGAN++ Eq. 1, per image, skipping (and not running the network for) zero-weighted terms.
 
     `L = w_style·Lstyle(Ms, G, y) + w_mse1·MSE(Mm ⊙ (G − x)) + w_mse2·MSE((1 − Mm) ⊙ (G − y))
     + w_percept·Lpercept(Mp, G, x) + w_percept2·Lpercept(1 − Mp, G, y)`; the last term is the
     second WI of image crossover (Algorithm 3), zero when there is no perceptual mask.
 
-    ``vgg`` is the perceptual network (:mod:`embedding.perceptual`; VGG-16 in the paper): a module
-    ``vgg(images, layers) -> {layer: features}``. ``feature_scale`` multiplies every feature:
+    ``network`` is the perceptual network (:mod:`embedding.perceptual`; VGG-16 in the paper): a module
+    ``network(images, layers) -> {layer: features}``. ``feature_scale`` multiplies every feature:
     ``PAPER_FEATURE_SCALE`` expresses VGG-16's in the units of a VGG fed 0–255 pixels (as the
     paper's was), so the paper's loss weights keep their balance.
 
@@ -128,7 +128,7 @@ class EmbeddingLoss(nn.Module):
 
     def __init__(
         self,
-        vgg: nn.Module | None,
+        network: nn.Module | None,
         percept_layers: Sequence[str] = PERCEPT_LAYERS,
         style_layers: Sequence[str] = STYLE_LAYERS,
         feature_scale: float = 1.0,
@@ -136,17 +136,16 @@ class EmbeddingLoss(nn.Module):
         super().__init__()
         self.feature_scale = feature_scale
         if not percept_layers or not style_layers:
-            raise ValueError("percept_layers and style_layers must each name at least one VGG-16 layer")
-        self.vgg = vgg
-        self.vgg_error = "this loss has no perceptual network: build it with one to use perceptual or style terms"
+            raise ValueError("percept_layers and style_layers must each name at least one layer of the network")
+        self.network = network
         self.percept_layers = tuple(percept_layers)
         self.style_layers = tuple(style_layers)
 
     def target_features(self, image: Tensor, layers: Sequence[str] | None = None) -> dict[str, Tensor]:
-        """VGG features of a fixed target, without gradient; default: every layer this loss uses."""
+        """Features of a fixed target, without gradient; default: every layer this loss uses."""
         layers = self._render_layers(True, True) if layers is None else layers
         with torch.no_grad():
-            return self._vgg(image, layers)
+            return self._features(image, layers)
 
     def forward(
         self,
@@ -179,7 +178,7 @@ class EmbeddingLoss(nn.Module):
         if w_mse2:
             terms["mse2"] = self._outside_mse(render, y, mask_mse)
         layers = self._render_layers(bool(w_percept or w_percept2), bool(w_style))
-        feats = self._vgg(render, layers) if layers else {}
+        feats = self._features(render, layers) if layers else {}
         if w_percept:
             if x_features is None:
                 x_features = self.target_features(_required(x, "x", "w_percept"), self.percept_layers)
@@ -200,10 +199,10 @@ class EmbeddingLoss(nn.Module):
             total = total + weights[name] * value
         return total, terms
 
-    def _vgg(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
-        if self.vgg is None:
-            raise ValueError(self.vgg_error)
-        feats = self.vgg(image, layers)
+    def _features(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        if self.network is None:
+            raise ValueError("this loss has no perceptual network: build it with one to use perceptual or style terms")
+        feats = self.network(image, layers)
         if self.feature_scale == 1.0:
             return feats
         return {name: f * self.feature_scale for name, f in feats.items()}
@@ -215,7 +214,7 @@ class EmbeddingLoss(nn.Module):
         return masked_mse(render, _required(y, "y", "w_mse2"), 1 - mask_mse)
 
     def _render_layers(self, use_percept: bool, use_style: bool) -> tuple[str, ...]:
-        """The VGG layers one pass over the render must return for the active feature terms."""
+        """The layers one pass over the render must return for the active feature terms."""
         layers = (self.percept_layers if use_percept else ()) + (self.style_layers if use_style else ())
         return tuple(dict.fromkeys(layers))
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from lightning import LightningModule
-from torchvision.utils import make_grid
 
 from embedding.augment import POLICIES, diff_augment
 from embedding.checkpoints import save_discriminator, save_generator
 from embedding.generators import Discriminator, Generator
+from embedding.images import image_grid
 
 
 def lazy_adam(params: Iterable[torch.Tensor], lr: float, betas: Sequence[float], every: int) -> torch.optim.Adam:
@@ -149,7 +149,7 @@ class StyleGAN2Training(LightningModule):
         g = self.g_ema.eval()
         z = torch.randn(count, g.z_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
         images = g.synthesis(g.mapping(z), noise_mode="const").clamp(-1, 1)
-        return make_grid((images.float().cpu() + 1) / 2, nrow=8, padding=1)
+        return image_grid((images.float().cpu() + 1) / 2, 8, padding=1)
 
     def export(self, folder: str | Path, metadata: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
         """Write the EMA generator and the discriminator in the project's format (``generator.pt``, ...)."""

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from embedding.commands.fit import Run, fit
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "reconstruct.yaml"
 
@@ -28,6 +30,15 @@ def fit_args(generator: Path | str, images: Path | str, root: Path | str, *extra
     return ["fit", "--config", str(RECIPE), "--model.generator", str(generator), "--model.vgg_weights", "random",
             "--data.images", str(images), "--trainer.default_root_dir", str(root), "--model.steps", steps,
             "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", *extra]
+
+
+def small_fit(generator: Path | str, images: Path | str | list, root: Path | str, steps: dict | None = None,
+              **sections: dict) -> Run:
+    """The same small CPU run as :func:`fit_args`, in this process through the public API (``embedding.fit``)."""
+    model = {"generator": str(generator), "vgg_weights": "random", "steps": steps or {"WI": 6, "Mkn": 4},
+             **sections.pop("model", {})}
+    trainer = {"accelerator": "cpu", "enable_progress_bar": False, **sections.pop("trainer", {})}
+    return fit(RECIPE, images, root, model=model, trainer=trainer, **sections)
 
 
 def cli_env() -> dict[str, str]:

@@ -11,8 +11,8 @@ import torch
 import yaml
 from PIL import Image
 
+import embedding
 from embedding.checkpoints import save_generator
-from embedding.commands.fit import EmbedCLI
 from embedding.fitting.run_folder import RunFolder
 from embedding.images import read_image
 from embedding.masks import dilate
@@ -33,12 +33,10 @@ QUICK = {
 }
 
 
-def run_recipe(name: str, generator: Path, root: Path, *extra: str) -> RunFolder:
+def run_recipe(name: str, generator: Path, root: Path) -> RunFolder:
     """``embed fit --config recipes/<name>.yaml`` on the recipe's own inputs, with the tiny generator."""
-    EmbedCLI(args=["fit", "--config", str(RECIPES / f"{name}.yaml"), "--model.generator", str(generator),
-                   "--model.vgg_weights", "random", "--model.steps", QUICK[name], "--trainer.default_root_dir",
-                   str(root), "--trainer.enable_progress_bar", "false", *extra])
-    return RunFolder(root)
+    return embedding.fit(RECIPES / f"{name}.yaml", None, root, trainer={"enable_progress_bar": False},
+               model={"generator": str(generator), "vgg_weights": "random", "steps": QUICK[name]}).folder
 
 
 def recipe_phases(name: str) -> list[str]:
@@ -137,10 +135,8 @@ def test_pixels_far_outside_the_edit_stay_close_to_the_base(tmp_path, name, stem
     the photo itself (both later phases fit it outside the region).
     """
     steps = f"{{Embed: 100, {recipe_phases(name)[1]}: 60, Mkn: 80}}"
-    EmbedCLI(args=["fit", "--config", str(RECIPES / f"{name}.yaml"), "--model.vgg_weights", "random",
-                   "--model.steps", steps, "--trainer.default_root_dir", str(tmp_path),
-                   "--trainer.enable_progress_bar", "false"])
-    folder = RunFolder(tmp_path)
+    folder = embedding.fit(RECIPES / f"{name}.yaml", None, tmp_path, trainer={"enable_progress_bar": False},
+                           model={"vgg_weights": "random", "steps": steps}).folder
     result = read_png(folder.image_path(stem))
     size = result.shape[-1]
     config = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())["data"]
@@ -172,8 +168,6 @@ def test_inpainting_row_rule_matches_the_paper_and_scales():
 def test_a_phase_using_the_second_image_refuses_to_run_without_one(tiny_generator_file, tmp_path):
     config = yaml.safe_load((RECIPES / "crossover.yaml").read_text())
     with pytest.raises(ValueError, match="second"):
-        EmbedCLI(args=["fit", "--config", str(RECIPES / "crossover.yaml"), "--model.vgg_weights", "random",
-                       "--model.generator", str(tiny_generator_file), "--model.steps", QUICK["crossover"],
-                       "--data.second", "null",
-                       "--data.images", config["data"]["images"], "--trainer.default_root_dir", str(tmp_path),
-                       "--trainer.enable_progress_bar", "false"])
+        embedding.fit(RECIPES / "crossover.yaml", config["data"]["images"], tmp_path, data={"second": None},
+                      model={"vgg_weights": "random", "generator": str(tiny_generator_file),
+                             "steps": QUICK["crossover"]}, trainer={"enable_progress_bar": False})

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from embedding.commands.fit import EmbedCLI
+from embedding import fit
 from tests.photos import PHOTOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,16 +29,15 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
-def run_embed(generator: Path, images: Path, root: Path, *extra: str) -> None:
-    args = ["fit", "--config", str(RECIPE), "--model.generator", str(generator), "--model.vgg_weights", "random",
-            "--data.images", str(images), "--trainer.default_root_dir", str(root),
-            "--model.steps", "{WI: 6, Mkn: 4}", "--trainer.enable_progress_bar", "false", *extra]
-    EmbedCLI(args=args)
+def run_embed(generator: Path, images: Path, root: Path, **sections: dict) -> None:
+    model = {"generator": str(generator), "vgg_weights": "random", "steps": {"WI": 6, "Mkn": 4},
+             **sections.pop("model", {})}
+    fit(RECIPE, images, root, model=model, trainer={"enable_progress_bar": False}, **sections)
 
 
 def test_fit_writes_the_run_folder_contract(tiny_generator, tiny_generator_file, photos, tmp_path):
     root = tmp_path / "run"
-    run_embed(tiny_generator_file, photos, root, "--data.batch_size", "2")
+    run_embed(tiny_generator_file, photos, root, data={"batch_size": 2})
     stems = ["000002", "000058", "000086"]
     for stem in stems:
         record = torch.load(root / "latents" / f"{stem}.pt", weights_only=True)
@@ -77,7 +76,7 @@ def test_rerun_skips_finished_images(tiny_generator_file, photos, tmp_path):
 
 def test_metrics_every_n_steps_gives_curves_ending_at_each_phase_end(tiny_generator_file, photos, tmp_path):
     root = tmp_path / "run"
-    run_embed(tiny_generator_file, photos, root, "--metrics.every_n_steps", "2", "--data.batch_size", "3")
+    run_embed(tiny_generator_file, photos, root, metrics={"every_n_steps": 2}, data={"batch_size": 3})
     with open(root / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     steps = {(r["phase"], int(r["step"])) for r in rows}
@@ -85,7 +84,7 @@ def test_metrics_every_n_steps_gives_curves_ending_at_each_phase_end(tiny_genera
     assert steps == {("WI", 1), ("WI", 2), ("WI", 4), ("WI", 6), ("Mkn", 7), ("Mkn", 8), ("Mkn", 10)}
     assert len(rows) == 3 * len(steps), "one row per image and measured step"
     plain = tmp_path / "plain"
-    run_embed(tiny_generator_file, photos, plain, "--data.batch_size", "3")
+    run_embed(tiny_generator_file, photos, plain, data={"batch_size": 3})
     with open(plain / "metrics.csv", newline="") as f:
         ends = {(r["image"], r["phase"], r["step"], r["psnr"], r["ssim"]) for r in csv.DictReader(f)}
     assert ends == {(r["image"], r["phase"], r["step"], r["psnr"], r["ssim"]) for r in rows
@@ -115,8 +114,7 @@ def test_print_config_gives_a_recipe_that_reruns(tiny_generator_file, photos, tm
     saved = tmp_path / "recipe.yaml"
     saved.write_text(printed)
     root = tmp_path / "rerun"
-    EmbedCLI(args=["fit", "--config", str(saved), "--model.vgg_weights", "random",
-                   "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"])
+    fit(saved, photos, root, model={"vgg_weights": "random"}, trainer={"enable_progress_bar": False})
     assert len(list((root / "latents").glob("*.pt"))) == 3
 
 

@@ -11,9 +11,8 @@ import torch
 from embedding.checkpoints import CheckpointError, load_discriminator, load_generator, save_generator
 from embedding.checkpoints.convert import convert
 from embedding.commands.convert import main
-from embedding.commands.fit import EmbedCLI
 from tests.photos import photos
-from tests.robust_run import fit_args
+from tests.robust_run import small_fit
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SNAPSHOT = FIXTURES / "nvidia" / "ada_numpy2_protocol4.pkl"
@@ -94,8 +93,7 @@ def test_a_converted_generator_fits_with_the_discriminator_written_beside_it(tmp
     assert all(torch.equal(a, b) for a, b in zip(found.state_dict().values(), beside.state_dict().values(),
                                                   strict=True))
     root = tmp_path / "run"
-    EmbedCLI(args=fit_args(generator, photos(1)[0], root, "--model.perceptual", "discriminator",
-                           steps="{WI: 1, Mkn: 1}"))
+    small_fit(generator, photos(1)[0], root, {"WI": 1, "Mkn": 1}, model={"perceptual": "discriminator"})
     assert [p.name for p in (root / "latents").glob("*.pt")] == [f"{photos(1)[0].stem}.pt"]
     discriminator.unlink()
     with pytest.raises(CheckpointError, match=r"ada\.pt.*no discriminator was saved beside it"):

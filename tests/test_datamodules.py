@@ -436,3 +436,14 @@ def test_scribble_layer_paints_the_image_and_gives_second_and_mask(photo: Path, 
         ImageFolderDataset(photo, R, scribble=str(tmp_path / "flat.png"))
     with pytest.raises(ValueError, match="scribble"):
         ImageFolderDataset(photo, R, scribble=str(tmp_path / "strokes.png"), mask=MaskSpec("left"))
+
+
+def test_image_grid_lays_images_out_as_torchvision_does() -> None:
+    from torchvision.utils import make_grid
+
+    from embedding.images import image_grid
+
+    images = torch.rand(7, 3, 6, 5, generator=torch.Generator().manual_seed(0))
+    for columns, padding, value in ((3, 1, 1.0), (8, 2, 0.0), (4, 0, 0.5)):
+        assert torch.equal(image_grid(images, columns, padding, value), make_grid(images, columns, padding,
+                                                                                   pad_value=value))

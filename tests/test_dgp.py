@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+import embedding
 from embedding.checkpoints import save_discriminator
 from embedding.commands import main as embed
-from embedding.commands.fit import EmbedCLI
 from embedding.degradations import (
     LUMA_601,
     Downsample,
@@ -151,12 +151,12 @@ def test_fitting_image_b_leaves_image_a_weights_untouched(networks):
     fit(together, batch, 5)
     alone = make_module(networks)
     fit(alone, {k: v[:1] for k, v in batch.items()}, 5)
-    for stacked_pair, stacked_one in zip(together.weights, alone.weights, strict=True):
+    for stacked_pair, stacked_one in zip(together.copies.copies, alone.copies.copies, strict=True):
         torch.testing.assert_close(stacked_pair[0], stacked_one[0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(together.latent[0], alone.latent[0], atol=1e-5, rtol=1e-4)
     # and directly: image b's loss has no gradient on image a's copy
     loss, _ = together.per_image_loss(together.render())
-    grads = torch.autograd.grad(loss[1], [p for p in together.weights if p.requires_grad])
+    grads = torch.autograd.grad(loss[1], [p for p in together.copies.copies if p.requires_grad])
     assert all(bool(g[0].eq(0).all()) and bool(g[1].ne(0).any()) for g in grads if g[1].abs().sum() > 0)
 
 
@@ -164,12 +164,12 @@ def test_only_the_blocks_of_the_current_stage_change(networks):
     module = make_module(networks)
     fit(module, make_batch(["a", "b"]), 3)  # stage a: the shallowest block (b4) only
     base = dict(module.generator.synthesis.named_parameters())
-    changed = {name.split(".")[0] for name, p in zip(module.weight_names, module.weights, strict=True)
+    changed = {name.split(".")[0] for name, p in module.copies.named().items()
                if not torch.equal(p[0], base[name]) or not torch.equal(p[1], base[name])}
     assert changed == {"b4"}
     fit_more = make_module(networks)
     fit(fit_more, make_batch(["a", "b"]), 6)  # stage b: every block
-    changed = {name.split(".")[0] for name, p in zip(fit_more.weight_names, fit_more.weights, strict=True)
+    changed = {name.split(".")[0] for name, p in fit_more.copies.named().items()
                if not torch.equal(p[0], base[name])}
     assert changed == set(module.block_names)
 
@@ -185,7 +185,8 @@ def test_colorization_result_keeps_the_inputs_lightness(networks):
 def test_w_space_latent_search_and_bad_latents_file(networks, tmp_path):
     module = make_module(networks, latent_space="w", degradations=["mask"])
     fit(module, make_batch(["a"]), 2)
-    assert module.latent.shape[1] == 1 and torch.equal(module.w_plus[0, 0], module.w_plus[0, -1])
+    w_plus = module.all_rows(module.latent)
+    assert module.latent.shape[1] == 1 and torch.equal(w_plus[0, 0], w_plus[0, -1])
     bad = tmp_path / "a.pt"
     torch.save({"w_plus": torch.zeros(3, 7)}, bad)
     module = make_module(networks, w_init="latents", latents=str(bad))
@@ -209,17 +210,17 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
-def run_dgp(networks, photos: Path, root: Path, recipe: str, *extra: str) -> None:
-    EmbedCLI(args=["fit", "--config", str(ROOT / "recipes" / recipe), "--model.generator", networks[0],
-                 "--model.discriminator", networks[1], "--model.init_candidates", "8",
-                 "--model.steps", "{s1: 2, s2: 2, s3: 1, s4: 1, s5: 2}", "--data.images", str(photos),
-                 "--data.batch_size", "2", "--trainer.default_root_dir", str(root),
-                 "--trainer.enable_progress_bar", "false", *extra])
+def run_dgp(networks, photos: Path, root: Path, recipe: str, **sections: dict) -> None:
+    model = {"generator": networks[0], "discriminator": networks[1], "init_candidates": 8,
+             "steps": {"s1": 2, "s2": 2, "s3": 1, "s4": 1, "s5": 2}, **sections.pop("model", {})}
+    trainer = {"enable_progress_bar": False, **sections.pop("trainer", {})}
+    embedding.fit(ROOT / "recipes" / recipe, photos, root, model=model, data={"batch_size": 2}, trainer=trainer,
+                  **sections)
 
 
 def test_recipe_end_to_end_follows_the_run_folder_contract(networks, photos, tmp_path, tiny_generator):
     root = tmp_path / "run"
-    run_dgp(networks, photos, root, "dgp_inpaint.yaml", "--model.diff_dtype", "float32")
+    run_dgp(networks, photos, root, "dgp_inpaint.yaml", model={"diff_dtype": "float32"})
     for stem in STEMS:
         record = torch.load(root / "latents" / f"{stem}.pt", weights_only=True)
         assert record["w_plus"].dtype == torch.float32
@@ -238,21 +239,21 @@ def test_recipe_end_to_end_follows_the_run_folder_contract(networks, photos, tmp
     assert all(r["psnr_masked"] and float(r["psnr"]) > 0 for r in rows)  # inside the hole
     assert list(root.glob("events.out.tfevents*")) and not list(root.rglob("*.tmp"))
     before = {p: p.stat().st_mtime_ns for p in (root / "latents").glob("*.pt")}
-    run_dgp(networks, photos, root, "dgp_inpaint.yaml", "--model.diff_dtype", "float32")  # the same recipe again
+    run_dgp(networks, photos, root, "dgp_inpaint.yaml", model={"diff_dtype": "float32"})  # the same recipe again
     assert {p: p.stat().st_mtime_ns for p in (root / "latents").glob("*.pt")} == before
     with open(root / "metrics.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
 
 
 def test_colorize_and_super_resolve_recipes_run(networks, photos, tmp_path, tiny_generator):
-    run_dgp(networks, photos, tmp_path / "sr", "dgp_super_resolve.yaml", "--model.latent_space", "w",
-            "--checkpoint.every_n_steps", "3")  # mid-group checkpoints are written (and removed at the end)
+    run_dgp(networks, photos, tmp_path / "sr", "dgp_super_resolve.yaml", model={"latent_space": "w"},
+            checkpoint={"every_n_steps": 3})  # mid-group checkpoints are written (and removed at the end)
     assert not list((tmp_path / "sr" / "resume").glob("*.pt"))
     record = Latents.load(tmp_path / "sr" / "latents" / "000002.pt").check(tiny_generator)
     assert torch.equal(record.w_plus[0], record.w_plus[-1])
     diff = torch.load(tmp_path / "sr" / "generators" / "000002.pt", weights_only=True)
     assert all(t.dtype == torch.float16 for t in diff["pretrained_minus_finetuned"].values())
-    run_dgp(networks, photos, tmp_path / "color", "dgp_colorize.yaml", "--model.finetune_generator", "false")
+    run_dgp(networks, photos, tmp_path / "color", "dgp_colorize.yaml", model={"finetune_generator": False})
     assert not (tmp_path / "color" / "generators").exists()
     saved = np.array(Image.open(tmp_path / "color" / "images" / "000086.png"), dtype=np.float32) / 127.5 - 1
     photo = np.array(Image.open(PHOTOS / "000086.jpg").crop((0, 20, 178, 198))  # the centred square
@@ -272,12 +273,12 @@ def test_unknown_degradation_is_a_clear_error(networks, photos, tmp_path, caplog
 
 def test_an_interrupted_fit_resumes_from_its_checkpoint_to_the_same_result(networks, photos, tmp_path):
     one = photos / "000002.jpg"
-    extra = ("--checkpoint.every_n_steps", "1", "--checkpoint.every_seconds", "null", "--model.diff_dtype", "float32")
-    run_dgp(networks, one, tmp_path / "full", "dgp_super_resolve.yaml", *extra)
-    run_dgp(networks, one, tmp_path / "cut", "dgp_super_resolve.yaml", *extra, "--trainer.max_steps", "3")
+    extra = {"checkpoint": {"every_n_steps": 1, "every_seconds": None}, "model": {"diff_dtype": "float32"}}
+    run_dgp(networks, one, tmp_path / "full", "dgp_super_resolve.yaml", **extra)
+    run_dgp(networks, one, tmp_path / "cut", "dgp_super_resolve.yaml", **extra, trainer={"max_steps": 3})
     assert list((tmp_path / "cut" / "resume").glob("*.pt"))
     assert not (tmp_path / "cut" / "latents" / "000002.pt").exists()
-    run_dgp(networks, one, tmp_path / "cut", "dgp_super_resolve.yaml", *extra)
+    run_dgp(networks, one, tmp_path / "cut", "dgp_super_resolve.yaml", **extra)
     for name in ("latents", "generators"):
         a = torch.load(tmp_path / "full" / name / "000002.pt", weights_only=True)
         b = torch.load(tmp_path / "cut" / name / "000002.pt", weights_only=True)
@@ -289,7 +290,7 @@ def test_an_interrupted_fit_resumes_from_its_checkpoint_to_the_same_result(netwo
 
 def test_degraded_inputs_low_resolution_photos(networks, photos, tmp_path, tiny_generator, caplog):
     root = tmp_path / "lr"  # the photos are read at the size the method asks for: φ's output, 8²
-    run_dgp(networks, photos, root, "dgp_super_resolve.yaml", "--model.degraded_inputs", "true")
+    run_dgp(networks, photos, root, "dgp_super_resolve.yaml", model={"degraded_inputs": True})
     saved = Image.open(root / "images" / "000002.png")
     assert saved.size == (tiny_generator.resolution, tiny_generator.resolution)
     with open(root / "metrics.csv", newline="") as f:

@@ -12,7 +12,8 @@ from embedding.commands.edit import main as edit
 from embedding.edits.constrained import constrained_edit
 from embedding.edits.directions import Direction, linear_boundary, sefa
 from embedding.edits.operations import Code
-from embedding.latents import Latents, render_latents, sha256
+from embedding.files import sha256
+from embedding.latents import Latents, render_latents
 from tests.test_latents import saved_image
 
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from embedding.commands import main as embed_main
 from embedding.edits import operations as edits
-from embedding.latents import render_latents, sha256
+from embedding.files import sha256
+from embedding.latents import render_latents
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def test_w_phase_moves_only_allowed_rows_and_noise_phase_only_allowed_maps(tiny_
     m2 = module(tiny_generator_file, phases)
     fit(m2, make_items(images[:1]), tmp_path / "b")
     stored = torch.load(RunFolder(tmp_path / "b").latents_path("img0"), weights_only=True)
-    start = m2._initial_noise("img0", m2._stream("img0"))
+    start = m2._initial_noise("img0", m2.stream("img0"))
     changed = [not torch.equal(n, s) for n, s in zip(stored["noise"], start, strict=True)]
     assert changed == [i == 1 for i in range(len(start))]
     w_after_wi = torch.load(RunFolder(tmp_path / "a").latents_path("img0"), weights_only=True)["w_plus"]
@@ -186,6 +186,6 @@ def test_pull_is_toward_the_code_the_phase_starts_from(tiny_generator_file, targ
     m = module(tiny_generator_file, phases)
     fit(m, make_items(images[:1]), tmp_path)
     after_a = torch.load(RunFolder(tmp_path).latents_path("img0"), weights_only=True)["w_plus"]
-    assert not torch.allclose(m.w_start[0], m._initial_w("img0", m._stream("img0"), None))
+    assert not torch.allclose(m.w_start[0], m._initial_w("img0", m.stream("img0"), None))
     w_at_b = m.w_start[0]
     assert (after_a - w_at_b).abs().max() < 0.2, "w* is the code after phase A, one small step from the result"

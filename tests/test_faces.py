@@ -256,3 +256,16 @@ def test_a_face_that_fills_the_frame_is_found_on_a_second_look():
     left, top, right, bottom = faces[0].detection.box
     assert right - left > 60 and bottom - top > 60  # in the photo's own pixels, not the padded ones
     assert (faces[0].landmarks.min(axis=0) > -10).all() and (faces[0].landmarks.max(axis=0) < 160).all()
+
+
+def test_non_maximum_suppression_keeps_the_boxes_torchvision_keeps():
+    from torchvision.ops import nms
+
+    from embedding.faces.detector import non_maximum_suppression
+
+    g = torch.Generator().manual_seed(0)
+    for count in (0, 1, 5, 40):
+        corner = torch.rand(count, 2, generator=g) * 100
+        boxes = torch.cat([corner, corner + torch.rand(count, 2, generator=g) * 50 + 1], 1)
+        scores = torch.rand(count, generator=g)
+        assert torch.equal(non_maximum_suppression(boxes, scores, 0.4), nms(boxes, scores, 0.4))

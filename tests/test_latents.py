@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from embedding.checkpoints import save_discriminator, save_generator
-from embedding.latents import Latents, render_latents, sha256
+from embedding.files import sha256
+from embedding.latents import Latents, render_latents
 from embedding.methods.dgp import DGPModule, Stage
 from tests.conftest import build_discriminator, build_generator
 from tests.test_edits import run_edit

@@ -33,7 +33,7 @@ import embedding.latents
 from callbacks import EmbeddingMetrics, GroupCheckpoint, ResultWriter
 from datamodules.embedding import collate
 from embedding.commands import main
-from embedding.commands.fit import EmbedCLI
+from embedding.commands.fit import NothingFitted
 from embedding.fitting.resume import ResumeStore
 from embedding.fitting.run_folder import RunFolder
 from embedding.fitting.sampler import GroupRepeatSampler
@@ -42,7 +42,7 @@ from embedding.methods.image2stylegan.phases import Phase
 from embedding.metrics import append_metrics
 from tests.nvidia_pickle import write_nvidia_pickle
 from tests.photos import PHOTOS
-from tests.robust_run import finish_cli, fit_args, fork_cli, join, start_cli, wait_for
+from tests.robust_run import finish_cli, fit_args, fork_cli, join, small_fit, start_cli, wait_for
 
 NAMES = ("000002.jpg", "000058.jpg", "000086.jpg")
 
@@ -119,7 +119,7 @@ def test_two_processes_give_the_results_of_one(tiny_generator_file, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each command-line process (cli_env): the same summation order in every kernel
     try:
-        EmbedCLI(args=fit_args(tiny_generator_file, photos, single, "--data.batch_size", "1"))
+        small_fit(tiny_generator_file, photos, single, data={"batch_size": 1})
     finally:
         torch.set_num_threads(threads)
         code, stderr = finish_cli(process)
@@ -171,7 +171,8 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tiny_generator_file, tmp
     extra = ("--data.batch_size", "2", "--checkpoint.every_n_steps", "5")
     steps = "{WI: 40, Mkn: 20}"
     reference = tmp_path / "reference"
-    EmbedCLI(args=fit_args(tiny_generator_file, photos, reference, *extra, steps=steps))
+    small_fit(tiny_generator_file, photos, reference, {"WI": 40, "Mkn": 20}, data={"batch_size": 2},
+              checkpoint={"every_n_steps": 5})
     root = tmp_path / "run"
     args = fit_args(tiny_generator_file, photos, root, *extra, steps=steps)
     log = tmp_path / "log.txt"
@@ -346,8 +347,7 @@ def test_bad_inputs_are_named_and_the_rest_finish(tiny_generator_file, tmp_path,
     root = tmp_path / "run"
     caplog.set_level(logging.INFO)
     with pytest.warns(UserWarning, match="skipping"):
-        EmbedCLI(args=fit_args(tiny_generator_file, photos, root, "--data.masks_dir", str(masks),
-                               steps="{WI: 2, Mkn: 1}"))
+        small_fit(tiny_generator_file, photos, root, {"WI": 2, "Mkn": 1}, data={"masks_dir": str(masks)})
     assert sorted(latents(root)) == ["000002", "000058", "cmyk", "palette", "sixteen"]
     listed = summary(caplog)
     for name, reason in [("zero.jpg", "cannot identify"), ("truncated.jpg", "truncated"),
@@ -415,7 +415,7 @@ def test_full_disk_fails_only_the_image_being_written(tiny_generator_file, tmp_p
     patch_result_writes(monkeypatch, full_for_one_image)
     photos = copy_photos(tmp_path / "photos")
     root = tmp_path / "run"
-    EmbedCLI(args=fit_args(tiny_generator_file, photos, root, "--data.batch_size", "2", steps="{WI: 2, Mkn: 1}"))
+    small_fit(tiny_generator_file, photos, root, {"WI": 2, "Mkn": 1}, data={"batch_size": 2})
     assert sorted(latents(root)) == ["000002", "000086"]
     assert re.search(r"000058: could not write its results: \[Errno 28\] No space left on device", summary(caplog))
 
@@ -455,7 +455,7 @@ def test_a_schedule_without_steps_names_the_setting(tiny_generator_file, tmp_pat
     assert code == 1 and "every phase has 0 steps (WI: 0, Mkn: 0)" in output and "model.steps" in output
 
 
-def test_nothing_written_exits_1(tiny_generator_file, tmp_path, monkeypatch, caplog):
+def test_nothing_written_is_an_error_naming_every_image(tiny_generator_file, tmp_path, monkeypatch, caplog):
     write = embedding.files.atomic_write
 
     def full(path, how):
@@ -465,7 +465,6 @@ def test_nothing_written_exits_1(tiny_generator_file, tmp_path, monkeypatch, cap
 
     patch_result_writes(monkeypatch, full)
     photos = copy_photos(tmp_path / "photos", NAMES[:2])
-    with pytest.raises(SystemExit) as exit_:
-        EmbedCLI(args=fit_args(tiny_generator_file, photos, tmp_path / "run", steps="{WI: 2, Mkn: 1}"))
-    assert exit_.value.code == 1
+    with pytest.raises(NothingFitted, match="nothing could be fitted"):
+        small_fit(tiny_generator_file, photos, tmp_path / "run", {"WI": 2, "Mkn": 1})
     assert "000002: could not write" in summary(caplog) and "000058: could not write" in summary(caplog)

@@ -16,17 +16,17 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from embedding.commands import main
-from embedding.commands.fit import EmbedCLI
+from embedding.commands.fit import EmbedCLI, Run
 from embedding.commands.train import TrainCLI
 from embedding.fitting.run_guard import RunFolderError, RunLock, check_recipe, recipe_settings
 from tests.photos import photos
-from tests.robust_run import cli_env, finish_cli, fit_args, start_cli
+from tests.robust_run import cli_env, finish_cli, fit_args, small_fit, start_cli
 
 METHOD = "embedding.methods.image2stylegan.EmbeddingModule"
 
 
-def fit(generator: Path, images: Path, root: Path, *extra: str, steps: str = "{WI: 3, Mkn: 2}") -> EmbedCLI:
-    return EmbedCLI(args=fit_args(generator, images, root, *extra, steps=steps))
+def fit(generator: Path, images: Path, root: Path, steps: dict | None = None, **sections: dict) -> Run:
+    return small_fit(generator, images, root, steps or {"WI": 3, "Mkn": 2}, **sections)
 
 
 @pytest.fixture
@@ -43,9 +43,9 @@ def test_a_changed_recipe_is_refused_before_anything_is_written(tiny_generator_f
     fit(tiny_generator_file, images, root)
     config = (root / "config.yaml").read_text()
     with pytest.raises(RunFolderError, match=r"holds results of another recipe \(changed: model.seed\)"):
-        fit(tiny_generator_file, images, root, "--model.seed", "1")
+        fit(tiny_generator_file, images, root, model={"seed": 1})
     with pytest.raises(RunFolderError, match=r"changed: model.steps.Mkn, model.steps.WI"):
-        fit(tiny_generator_file, images, root, steps="{WI: 4, Mkn: 1}")
+        fit(tiny_generator_file, images, root, {"WI": 4, "Mkn": 1})
     assert (root / "config.yaml").read_text() == config, "the recipe of the results stays"
 
 
@@ -62,9 +62,9 @@ def test_more_images_or_another_batch_size_continue_the_folder(tiny_generator_fi
     root = tmp_path / "run"
     fit(tiny_generator_file, images / "000002.jpg", root)
     with caplog.at_level(logging.INFO):
-        cli = fit(tiny_generator_file, images, root, "--data.batch_size", "2")
+        run = fit(tiny_generator_file, images, root, data={"batch_size": 2})
     assert "holds results of this recipe" in caplog.text
-    assert cli.datamodule.skipped == ["000002"]
+    assert run.skipped == ["000002"] and run.finished == ["000058"]
     assert sorted(p.stem for p in (root / "latents").glob("*.pt")) == ["000002", "000058"]
 
 
@@ -132,7 +132,8 @@ def test_a_signal_checkpoints_summarises_and_exits_non_zero(tiny_generator_file,
     assert state["group_step"] >= 3 and state["phase"] == ("WI" if state["group_step"] == 3 else "Mkn")
     # the same command continues the group from the checkpoint, and says so
     with caplog.at_level(logging.INFO):
-        fit(tiny_generator_file, images, root, *extra, steps=steps)
+        fit(tiny_generator_file, images, root, {"WI": 3, "Mkn": 300}, data={"batch_size": 2},
+            checkpoint={"every_seconds": None}, trainer={"log_every_n_steps": 1})
     assert f"resuming 000002, 000058 at step {state['group_step']} of 303" in caplog.text
     assert sorted(p.stem for p in (root / "latents").glob("*.pt")) == ["000002", "000058"]
     # TensorBoard: the loss goes on from the checkpoint's step (the interrupted run's later points are dropped)
@@ -148,10 +149,11 @@ def test_a_signal_checkpoints_summarises_and_exits_non_zero(tiny_generator_file,
 
 def test_pytest_running_a_fit_in_process_still_stops_on_ctrl_c(tiny_generator_file, images, tmp_path):
     root, after = tmp_path / "run", tmp_path / "after"
-    args = fit_args(tiny_generator_file, images, root, "--data.batch_size", "2", steps="{WI: 3, Mkn: 3000}")
+    fit_call = (f"small_fit({str(tiny_generator_file)!r}, {str(images)!r}, {str(root)!r}, "
+                "{'WI': 3, 'Mkn': 3000}, data={'batch_size': 2})")
     (tmp_path / "test_inner.py").write_text(
-        "from embedding.commands.fit import EmbedCLI\n\n"
-        f"def test_fit():\n    EmbedCLI(args={args!r})\n\n"
+        "from tests.robust_run import small_fit\n\n"
+        f"def test_fit():\n    {fit_call}\n\n"
         f"def test_after():\n    open({str(after)!r}, 'w').close()\n")
     process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_inner.py"],
                                cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

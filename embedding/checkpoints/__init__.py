@@ -17,12 +17,13 @@ from torch import nn
 
 from embedding.checkpoints import native, nvidia, rosinality
 from embedding.checkpoints.errors import CheckpointError
+from embedding.files import sha256
 from embedding.generators import Discriminator, Generator
 from embedding.methods.swapping.model import SwappingAutoencoder
 
 __all__ = ["CheckpointError", "build_network", "load_discriminator", "load_generator", "load_swapping_autoencoder",
            "save_discriminator", "save_generator", "save_swapping_autoencoder", "resolve_file", "DEFAULT_NAME",
-           "companion_discriminator"]
+           "companion_discriminator", "provenance"]
 
 DEFAULT_NAME = "default"
 _DEFAULT_FILES = {"generator": "default_generator.pt", "discriminator": "default_discriminator.pt",
@@ -46,6 +47,11 @@ def resolve_file(source: str | os.PathLike, kind: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return path
+
+
+def provenance(source: str | os.PathLike, kind: str = "generator", key: str = "generator") -> dict[str, str]:
+    """How records name a network: ``{key: source, key_sha256: the SHA-256 of its file}`` (errors name the file)."""
+    return {key: str(source), f"{key}_sha256": sha256(resolve_file(source, kind))}
 
 
 def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_ema",

@@ -30,14 +30,14 @@ from typing import Literal
 import torch
 from jsonargparse import auto_cli
 
-from embedding.checkpoints import DEFAULT_NAME, load_discriminator, load_generator
+from embedding.checkpoints import DEFAULT_NAME, load_discriminator, load_generator, provenance
 from embedding.edits import directions
 from embedding.edits import operations as edits
 from embedding.edits.constrained import constrained_edit
 from embedding.files import atomic_write
 from embedding.generators import Generator
 from embedding.images import mask_from_spec, read_image, read_strokes, save_png, to_pil
-from embedding.latents import Latents, generator_file, sha256
+from embedding.latents import Latents
 
 log = logging.getLogger("embedding")
 
@@ -75,8 +75,7 @@ def _write_image(path: Path, image: torch.Tensor) -> None:
 def _write_code(path: Path, code: edits.Code, like: Latents, override: str | None, what: str) -> None:
     """A latents record for an edited code that renders with ``like``'s generator (``render_latents``)."""
     source = override or like.source
-    metadata = {"stem": path.stem, "generator": source, "generator_sha256": sha256(generator_file(source)),
-                "edit": what}
+    metadata = {"stem": path.stem, **provenance(source), "edit": what}
     Latents(code.w_plus, code.noise, metadata, like.weight_diff).save(path)
     log.info("wrote %s", path)
 
@@ -391,8 +390,7 @@ def direction_boundary(attribute: Literal["age", "male", "smile"], generator: st
     score = ATTRIBUTE_SCORES[attribute]
     vector = directions.linear_boundary(G, lambda images: score(face_attributes(images)), samples, extremes,
                                         truncation, seed=seed)
-    meta = {"how": f"linear boundary of {attribute}", "samples": samples, "generator": generator,
-            "generator_sha256": sha256(generator_file(generator))}
+    meta = {"how": f"linear boundary of {attribute}", "samples": samples, **provenance(generator)}
     return _write_direction(directions.Direction(vector, None, meta), out)
 
 
@@ -409,8 +407,7 @@ def direction_sefa(generator: str = DEFAULT_NAME, rows: list[int] | None = None,
     """
     G = load_generator(generator)
     vectors, values = directions.sefa(G, rows, index + 1)
-    meta = {"how": f"SeFa direction {index} (eigenvalue {float(values[index]):.3g})", "generator": generator,
-            "generator_sha256": sha256(generator_file(generator))}
+    meta = {"how": f"SeFa direction {index} (eigenvalue {float(values[index]):.3g})", **provenance(generator)}
     return _write_direction(directions.Direction(vectors[index], rows, meta), out)
 
 

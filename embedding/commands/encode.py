@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 from jsonargparse import auto_cli
 
-from embedding.checkpoints import DEFAULT_NAME, load_generator
+from embedding.checkpoints import DEFAULT_NAME, load_generator, provenance
 from embedding.commands.positional import join_positionals
+from embedding.fitting.results import FitResult, write_result
 from embedding.fitting.run_folder import RunFolder
-from embedding.images import ImageReadError, read_image, resolve_images, save_png, unique_stems
-from embedding.latents import Latents, generator_file, sha256
+from embedding.images import ImageReadError, read_image, resolve_images, unique_stems
+from embedding.latents import Latents
 from embedding.methods.encoder import load_encoder, read_encoder_metadata
 from embedding.metrics import measure, write_metrics
 
@@ -53,9 +54,9 @@ def encode(images: str | list[str], encoder: str = DEFAULT_NAME, generator: str 
     paths, _ = resolve_images(images)
     if not paths:
         raise ValueError(f"no images found in {images}")
-    meta = {"method": "encoder", "encoder": str(encoder), "generator": source,
-            "generator_sha256": sha256(generator_file(source)), "resolution": g.resolution, "crop": crop}
-    noise = [n.float() for n in g.synthesis.const_noise()]
+    meta = {"method": "encoder", "encoder": str(encoder), **provenance(source), "resolution": g.resolution,
+            "crop": crop}
+    noise = [n.detach().float().cpu() for n in g.synthesis.const_noise()]
     folder, rows, seconds, done = RunFolder(out), [], 0.0, 0
     named = list(zip(unique_stems(paths), paths, strict=True))
     for start in range(0, len(named), batch_size):
@@ -75,10 +76,7 @@ def encode(images: str | list[str], encoder: str = DEFAULT_NAME, generator: str 
             renders = g.synthesis(codes, noise_mode="const").clamp(-1, 1)
         seconds += time.perf_counter() - begin
         for stem, code, render in zip(chunk, codes, renders, strict=True):
-            record = Latents(code, noise, {**meta, "stem": stem})
-            save_png(folder.image_path(stem), render)
-            record.save_npz(folder.npz_path(stem))
-            record.save(folder.latents_path(stem))
+            write_result(folder, stem, render, FitResult(Latents(code, noise, {**meta, "stem": stem})))
         rows += measure(renders, target, torch.ones_like(target[:, :1]), chunk, "encoder", 0,
                                          identity)
         done += len(chunk)

@@ -18,11 +18,15 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jsonargparse import ArgumentParser, DefaultHelpFormatter, Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -35,6 +39,8 @@ from embedding.fitting.method import FittingMethod
 from embedding.fitting.run_folder import RunFolder
 from embedding.fitting.run_guard import RunFolderError, RunLock, check_recipe, recipe_settings
 from embedding.images import NoUsableImageError
+from embedding.latents import Latents
+from embedding.metrics import read_metrics
 
 log = logging.getLogger("embedding")
 DEFAULT_METHOD = "embedding.methods.image2stylegan.EmbeddingModule"
@@ -77,19 +83,23 @@ class RecipeHelp(DefaultHelpFormatter):
         super().add_argument(action)
 
 
+class NothingFitted(RuntimeError):
+    """A run that finished no image and found none finished: every input failed (each named in the log)."""
+
+
 class EmbedCLI(LightningCLI):
     """LightningCLI with the fitting callbacks always present and TensorBoard writing into the run folder.
 
     The model is any ``FittingMethod`` named by ``model.class_path``; ``default_method`` is taken
     when the recipe names none. A signal stops the fit with a checkpoint and the summary; then the
-    command exits with 128 + its number (``exit_on_signal``), or, inside another program, the
-    signal goes on to the handler that program had.
+    command (``as_command``) exits with 128 + its number, or, inside another program, the signal
+    goes on to the handler that program had.
     """
 
-    def __init__(self, default_method: str = DEFAULT_METHOD, exit_on_signal: bool = False, **kwargs) -> None:
+    def __init__(self, default_method: str = DEFAULT_METHOD, as_command: bool = False, **kwargs) -> None:
         self._lock: RunLock | None = None
         self.default_method = default_method
-        self.exit_on_signal = exit_on_signal
+        self.as_command = as_command
         try:
             super().__init__(FittingMethod, EmbeddingDataModule, subclass_mode_model=True,
                              trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True},
@@ -164,14 +174,15 @@ class EmbedCLI(LightningCLI):
         except Interrupted as stop:
             self.summarise()
             log.warning("%s; rerun the same command to continue", stop)
-            if self.exit_on_signal:
+            if self.as_command:
                 raise SystemExit(stop.exit_code) from None
             stop.hand_on()
 
     def after_fit(self) -> None:
-        """End with a summary of every failure; exit non-zero when nothing could be done."""
+        """End with a summary of every failure; ``NothingFitted`` when nothing could be done."""
         if self.summarise():
-            raise SystemExit(1)
+            raise NothingFitted(f"nothing could be fitted into {Path(self.trainer.default_root_dir).resolve()}; "
+                                "the log names each input and what went wrong")
 
     def summarise(self) -> bool:
         """Log how many images finished, were skipped and failed, naming every failure; True when nothing was done.
@@ -261,7 +272,61 @@ def main(argv: list[str], default_method: str = DEFAULT_METHOD) -> None:
         return
     try:
         sys.argv = ["embed", "fit", *argv]  # LightningCLI parses sys.argv, and reports its usage from it
-        EmbedCLI(default_method, exit_on_signal=True)
-    except (CheckpointError, NoUsableImageError, RunFolderError, OSError, ValueError) as e:
+        EmbedCLI(default_method, as_command=True)
+    except (CheckpointError, NoUsableImageError, NothingFitted, RunFolderError, OSError, ValueError) as e:
         log.error("%s", e)
         raise SystemExit(1) from e
+
+
+@dataclass
+class Run:
+    """The outcome of :func:`fit`: the run folder and what became of each input."""
+
+    folder: RunFolder
+    finished: list[str]
+    skipped: list[str]
+    failures: list[tuple[str, str]]
+
+    def latents(self, stem: str) -> Latents:
+        """The latents record of a finished image (``latents/<stem>.pt``)."""
+        return Latents.load(self.folder.latents_path(stem))
+
+    def metrics(self) -> list[dict]:
+        """The rows of ``metrics.csv``."""
+        return read_metrics(self.folder)
+
+
+def fit(recipe: str | os.PathLike | type, images: str | os.PathLike | list | None = None,
+        out: str | os.PathLike | None = None, arguments: Sequence[str] = (), **sections: dict[str, Any]) -> Run:
+    """Fit ``images`` into the run folder ``out`` as ``embed fit`` does, and return what became of them.
+
+    ``recipe`` is a recipe file, or a fitting method (a :class:`~embedding.fitting.FittingMethod`
+    subclass or its class path) with its defaults; ``images`` and ``out`` default to the recipe's
+    own. ``sections`` override the recipe's sections, ``model={"steps": {"WI": 200, "Mkn": 100}}``,
+    ``data={"batch_size": 8}``, ``trainer=...``, ``metrics=...``, ``checkpoint=...``; ``arguments``
+    are further options as ``embed fit`` takes them (``["--model.seed", "3"]``), applied last. Raises
+    ``NothingFitted`` when every input failed.
+    """
+    if isinstance(recipe, type):
+        args = ["--model.class_path", f"{recipe.__module__}.{recipe.__qualname__}"]
+    elif Path(recipe).suffix.lower() in (".yaml", ".yml", ".json") or Path(recipe).exists():
+        args = ["--config", os.fspath(recipe)]
+    else:
+        args = ["--model.class_path", str(recipe)]
+    if images is not None:
+        listed = [os.fspath(p) for p in images] if isinstance(images, list | tuple) else images
+        args += ["--data.images", _argument(listed)]
+    if out is not None:
+        args += ["--trainer.default_root_dir", os.fspath(out)]
+    for section, values in sections.items():
+        for key, value in values.items():
+            args += [f"--{section}.{key}", _argument(value)]
+    cli = EmbedCLI(args=["fit", *args, *arguments])
+    finished = cli.trainer.callbacks[cli._callback_index(ResultWriter)].finished
+    return Run(RunFolder(cli.trainer.default_root_dir), list(finished), list(cli.datamodule.skipped),
+               [*cli.datamodule.failures, *cli.model.failures])
+
+
+def _argument(value: Any) -> str:
+    """A value as the command line gives it: strings and paths as they are, anything else as JSON."""
+    return os.fspath(value) if isinstance(value, str | os.PathLike) else json.dumps(value)

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import torch
 from jsonargparse import auto_cli
-from torchvision.utils import make_grid
 
 from embedding.checkpoints import DEFAULT_NAME
 from embedding.commands.positional import join_positionals
 from embedding.files import atomic_write
 from embedding.fitting.run_folder import RunFolder
-from embedding.images import mask_from_spec, read_image, resolve_images, save_png
+from embedding.images import image_grid, mask_from_spec, read_image, resolve_images, save_png
 from embedding.methods.swapping.codes import (
     SwapCodes,
     along_direction,
@@ -155,7 +154,7 @@ def grid(images: str | list[str], autoencoder: str = DEFAULT_NAME, crop: Crop = 
     for row, code in enumerate(codes):
         tiles.append(photos[row])
         tiles.extend(swap(ae, code, other)[0] for other in codes)
-    sheet = make_grid(torch.stack(tiles).clamp(-1, 1), nrow=len(codes) + 1, padding=1, pad_value=1.0)
+    sheet = image_grid(torch.stack(tiles).clamp(-1, 1), len(codes) + 1, padding=1, pad_value=1.0)
     return _write(Path(out) / "swap_grid.png", sheet)
 
 

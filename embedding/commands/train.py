@@ -3,7 +3,7 @@
 The recipe's ``model.class_path`` picks what is trained: a StyleGAN2 (the default,
 ``embedding.training.StyleGAN2Training``) or the Swapping Autoencoder
 (``embedding.methods.swapping.training.SwappingAutoencoderTraining``), or an encoder
-(``embedding.methods.encoder.EncoderTraining``).
+(``embedding.methods.encoder.training.EncoderTraining``).
 
 Resume a stopped run with ``--ckpt_path last``; checkpoints and sample grids land in
 ``trainer.default_root_dir``, the exported networks in its ``export/`` folder. Each iteration

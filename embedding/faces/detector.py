@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import nms
 
 from embedding.faces.layers import Conv, SeparableConv, leaky, max_pool_same, square_pad, to_input
 from embedding.faces.tfjs import load_model
@@ -61,8 +60,24 @@ def decode_boxes(raw: torch.Tensor, score_threshold: float) -> tuple[torch.Tenso
     scores = enc[:, 4].sigmoid().reshape(-1)
     keep = scores > score_threshold
     boxes, scores = boxes[keep], scores[keep]
-    keep = nms(boxes, scores, IOU_THRESHOLD)
+    keep = non_maximum_suppression(boxes, scores, IOU_THRESHOLD)
     return boxes[keep], scores[keep]
+
+
+def non_maximum_suppression(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Indices of the boxes kept, best first: each box that overlaps a better kept one by more than
+    ``iou_threshold`` (intersection over union) is dropped."""
+    area = (boxes[:, 2] - boxes[:, 0]).clamp_min(0) * (boxes[:, 3] - boxes[:, 1]).clamp_min(0)
+    order, keep = scores.argsort(descending=True), []
+    while order.numel():
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        top_left = torch.maximum(boxes[best, :2], boxes[rest, :2])
+        bottom_right = torch.minimum(boxes[best, 2:], boxes[rest, 2:])
+        inter = (bottom_right - top_left).clamp_min(0).prod(1)
+        iou = inter / (area[best] + area[rest] - inter).clamp_min(1e-12)
+        order = rest[iou <= iou_threshold]
+    return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long, device=boxes.device)
 
 
 @torch.no_grad()

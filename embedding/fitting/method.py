@@ -20,20 +20,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning import LightningModule
 from torch import Tensor
 
-from embedding.checkpoints import load_generator
+from embedding.checkpoints import load_generator, provenance
 from embedding.fitting.results import FitResult
 from embedding.fitting.resume import ResumeStore
 from embedding.fitting.run_folder import RunFolder
 from embedding.fitting.schedule import Schedule
-from embedding.latents import generator_file, sha256
+from embedding.latents import Latents, find_latents
+from embedding.weight_diff import diff_record
 
 log = logging.getLogger(__name__)
 Batch = dict
@@ -99,10 +102,9 @@ class FittingMethod(LightningModule, ABC):
         self.log_step = 0  # TensorBoard's step for the losses: it goes on across reruns in the same folder
 
     def use_generator(self, source: str) -> None:
-        """Load the pretrained generator and remember where it came from (latents files record both)."""
-        self.generator_source = source
+        """Load the pretrained generator and remember its name and hash (latents files record both)."""
         self.generator = load_generator(source)
-        self.generator_sha256 = sha256(generator_file(source))
+        self.provenance = provenance(source)
 
     # ---- what a method implements ------------------------------------------------------------
 
@@ -291,14 +293,51 @@ class FittingMethod(LightningModule, ABC):
                 self._render_cache = (self.group_step, self.render().float())
         return self._render_cache[1]
 
+    # ---- what methods share -------------------------------------------------------------------
+
+    def check_targets(self, batch: Batch, resolution: int | None = None, what: str = "targets") -> None:
+        """Refuse ``what`` (the batch's images) of another size than ``resolution`` (default: the generator's)."""
+        size, res = tuple(batch["image"].shape[-2:]), self.generator.resolution
+        want = resolution or res
+        if size == (want, want):
+            return
+        needed = f"the generator renders {res}×{res}" if want == res else f"this recipe needs {want}×{want}"
+        hint = "leave data.resolution unset" if want == res else f"set data.resolution to {want} (or leave it unset)"
+        raise ValueError(f"{what} are {size[0]}×{size[1]} but {needed}; {hint} to match it")
+
+    def stream(self, stem: str, step: int = 0) -> torch.Generator:
+        """A random stream of its own for an image (and a step): it depends on the seed, the image's name and the
+        step, never on which images share its group, so results do not depend on the groups."""
+        key = self.hparams.seed * 1_000_003 + zlib.crc32(stem.encode()) + 7919 * 1_000_003 * step
+        return torch.Generator().manual_seed(key % 2**63)
+
+    def stored_latents(self, stem: str) -> Latents:
+        """The code stored for ``stem`` under the recipe's ``latents`` (a folder, run folder or file), checked."""
+        return Latents.load(find_latents(Path(self.hparams.latents), stem)).check(self.generator)
+
+    def const_noise(self) -> list[Tensor]:
+        """The generator's fixed noise maps, as a result that renders with them records them."""
+        return [n.detach().float().cpu() for n in self.generator.synthesis.const_noise()]
+
+    def all_rows(self, latent: Tensor) -> Tensor:
+        """A latent of one row per image (W) or of every row (W+), as W+ ``[B, num_ws, w_dim]``."""
+        return latent.expand(-1, self.generator.num_ws, -1)
+
     # ---- results and failures ----------------------------------------------------------------
 
     def metadata(self, stem: str, **extra: Any) -> dict:
         """What a latents file records to re-render and rerun: the method, generator, its hash, the recipe."""
         recipe = json.dumps(dict(self.hparams), default=lambda o: dataclasses.asdict(o), sort_keys=True)
-        return {"stem": stem, "method": self.method_name, "generator": self.generator_source,
-                "generator_sha256": self.generator_sha256, "resolution": self.generator.resolution,
+        return {"stem": stem, "method": self.method_name, **self.provenance, "resolution": self.generator.resolution,
                 "recipe": recipe, **extra}
+
+    def fit_result(self, i: int, latents: Latents, copies: Any = None, dtype: str = "float16") -> FitResult:
+        """Image ``i``'s result: its latents record and, when the method tuned ``copies`` of the synthesis weights
+        (:class:`~embedding.methods.tuned_weights.WeightCopies`), the difference of its copy, stored as ``dtype``."""
+        if copies is None:
+            return FitResult(latents)
+        diff = copies.difference(self.generator.synthesis, i, getattr(torch, dtype))
+        return FitResult(latents, diff_record(diff, self.provenance))
 
     @property
     def failed(self) -> dict[str, str]:

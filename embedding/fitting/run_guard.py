@@ -56,8 +56,6 @@ def check_recipe(root: Path, settings: dict[str, Any]) -> bool:
     path = root / RECIPE_FILE
     if path.is_file():
         recorded = json.loads(path.read_text())
-        if "method" not in recorded["settings"]:  # folders of the releases whose command chose the method
-            settings = {k: v for k, v in settings.items() if k != "method"}
         # the same settings, where a setting added since (left at None) counts as unchanged
         if recorded["fingerprint"] == fingerprint(settings) or not _changed(recorded["settings"], settings):
             return True

@@ -56,13 +56,6 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
 
 
-def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tensor:
-    """Low-pass filter, then keep every ``down``-th pixel."""
-    taps = f.shape[-1]
-    p0, p1 = (taps - down + 1) // 2, (taps - down) // 2
-    return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
-
-
 def bias_act(
     x: torch.Tensor,
     bias: torch.Tensor | None,

@@ -10,7 +10,6 @@ the pivot as a latents record and the tuned generator as a weight difference, as
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,7 +20,7 @@ from embedding.fitting.method import FitResult, FittingMethod
 from embedding.fitting.schedule import Schedule
 from embedding.latents import Latents
 from embedding.losses import EmbeddingLoss
-from embedding.methods.tuned_weights import diff_record, render_stacked, stacked_parameters
+from embedding.methods.tuned_weights import WeightCopies
 from embedding.perceptual import Request, load_perceptual
 
 Batch = dict
@@ -84,42 +83,32 @@ class PTIModule(FittingMethod):
         self.perceptual = net
         self.loss_fn = EmbeddingLoss(net.features, net.percept_layers, net.style_layers, net.feature_scale)
         self.latent: nn.Parameter | None = None
-        self.weights = nn.ParameterList()
-        self.weight_names: list[str] = []
+        self.copies: WeightCopies | None = None
 
     def init_group(self, batch: Batch, resuming: bool) -> None:
         """The mean code as every image's pivot, and fresh copies of the synthesis weights."""
-        size, res = tuple(batch["image"].shape[-2:]), self.generator.resolution
-        if size != (res, res):
-            raise ValueError(f"targets are {size[0]}×{size[1]} but the generator renders {res}×{res}; "
-                             "leave data.resolution unset to match the generator")
+        self.check_targets(batch)
         count = len(self.group_stems)
         start = self.generator.w_avg.detach().expand(count, 1, -1)
         self.latent = nn.Parameter(start.clone().to(self.device))
-        self.weight_names, self.weights = stacked_parameters(self.generator.synthesis, count)
+        self.copies = WeightCopies(self.generator.synthesis, count).to(self.device)
         self.target = batch["image"].float()
         with torch.no_grad():
             self.target_features = self.loss_fn.target_features(self.target, self.loss_fn.percept_layers)
 
     def group_parameters(self) -> dict[str, Tensor]:
-        return {"latent": self.latent, **dict(zip(self.weight_names, self.weights, strict=True))}
+        return {"latent": self.latent, **self.copies.named()}
 
     def enter_phase(self, phase: TuningPhase, batch: Batch, saved: dict | None) -> list[Tensor]:
         """``pivot`` moves the code, ``tune`` the weight copies."""
         tuning = phase.name == "tune"
         self.latent.requires_grad_(not tuning)
-        for p in self.weights:
-            p.requires_grad_(tuning)
-        return list(self.weights) if tuning else [self.latent]
-
-    @property
-    def w_plus(self) -> Tensor:
-        """The pivots as W+ ``[B, num_ws, w_dim]``."""
-        return self.latent.expand(-1, self.generator.num_ws, -1)
+        self.copies.requires_grad_(tuning)
+        return list(self.copies.parameters()) if tuning else [self.latent]
 
     def render(self) -> Tensor:
         """Each image's pivot through its own copy of the weights (the generator's fixed noise)."""
-        return render_stacked(self.generator.synthesis, self.weight_names, list(self.weights), self.w_plus)
+        return self.copies.render(self.generator.synthesis, self.all_rows(self.latent))
 
     def per_image_loss(self, render: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         hp = self.hparams
@@ -133,7 +122,8 @@ class PTIModule(FittingMethod):
     def _locality(self) -> Tensor:
         """Per image: how differently the tuned and the pretrained weights render codes α away from the pivot."""
         g, hp = self.generator, self.hparams
-        z = torch.stack([torch.randn(g.z_dim, generator=self._stream(stem)) for stem in self.group_stems])
+        z = torch.stack([torch.randn(g.z_dim, generator=self.stream(stem, self.group_step))
+                         for stem in self.group_stems])
         with torch.no_grad():
             w_z = g.mapping(z.to(self.device), None)[:, :1]
             pivot = self.latent.detach()
@@ -142,19 +132,11 @@ class PTIModule(FittingMethod):
             ws = w_r.expand(-1, g.num_ws, -1)
             before = g.synthesis(ws, noise_mode="const")
             before_features = self.loss_fn.target_features(before, self.loss_fn.percept_layers)
-        after = render_stacked(g.synthesis, self.weight_names, list(self.weights), ws)
+        after = self.copies.render(g.synthesis, ws)
         return self.loss_fn(after, before, w_mse1=hp.mse, w_percept=hp.percept, x_features=before_features)[0]
-
-    def _stream(self, stem: str) -> torch.Generator:
-        """Random codes that depend on the seed, the image and the step, not on the group."""
-        key = zlib.crc32(stem.encode()) + 1_000_003 * (self.hparams.seed + 7919 * self.group_step)
-        return torch.Generator().manual_seed(key % (2**63))
 
     def result(self, i: int) -> FitResult:
         """The pivot as W+ (with the fixed noise), and the tuned weights as a difference from the pretrained ones."""
-        noise = [n.detach().float().cpu() for n in self.generator.synthesis.const_noise()]
         meta = self.metadata(self.group_stems[i], latent_space="w", perceptual=self.perceptual.describe())
-        latents = Latents(self.w_plus[i].detach().float().cpu(), noise, meta)
-        dtype = getattr(torch, self.hparams.diff_dtype)
-        return FitResult(latents, diff_record(self.generator.synthesis, self.weight_names, list(self.weights), i,
-                                              dtype, self.generator_source, self.generator_sha256))
+        latents = Latents(self.all_rows(self.latent)[i].detach().float().cpu(), self.const_noise(), meta)
+        return self.fit_result(i, latents, self.copies, self.hparams.diff_dtype)

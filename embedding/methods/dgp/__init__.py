@@ -6,6 +6,5 @@ Run it with ``embed fit --config recipes/dgp_<task>.yaml``; jitter and morph its
 
 from embedding.methods.dgp.module import DGPModule
 from embedding.methods.dgp.stages import Stage, progressive_stages
-from embedding.methods.tuned_weights import apply_diff
 
-__all__ = ["DGPModule", "Stage", "apply_diff", "progressive_stages"]
+__all__ = ["DGPModule", "Stage", "progressive_stages"]

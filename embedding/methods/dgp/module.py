@@ -10,7 +10,6 @@ between discriminator features (optionally plus MSE) and an L2 pull on the laten
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -21,9 +20,9 @@ from embedding.checkpoints import load_discriminator
 from embedding.degradations import Downsample, Grayscale, Mask, colorize, parse_degradations, same_size
 from embedding.fitting.method import FitResult, FittingMethod, GroupView
 from embedding.fitting.schedule import Schedule, with_steps
-from embedding.latents import Latents, find_latents
+from embedding.latents import Latents
 from embedding.methods.dgp.stages import Stage, progressive_stages
-from embedding.methods.tuned_weights import diff_record, render_stacked, stacked_parameters
+from embedding.methods.tuned_weights import WeightCopies
 
 Batch = dict
 _SEARCH_CHUNK = 50
@@ -89,8 +88,7 @@ class DGPModule(FittingMethod):
             raise ValueError(f"init_candidates must be ≥ 1, got {init_candidates}")
         self.colorizes = self.phi.has(Grayscale) and not self.phi.has(Downsample)
         self.latent: nn.Parameter | None = None
-        self.weights = nn.ParameterList()
-        self.weight_names: list[str] = []
+        self.copies: WeightCopies | None = None
         self._target: dict[str, Any] = {}
 
     def _check_features(self, features: list[str] | None) -> list[str]:
@@ -111,13 +109,8 @@ class DGPModule(FittingMethod):
 
     def init_group(self, batch: Batch, resuming: bool) -> None:
         """Fresh latents (searched, mean or stored) and fresh weight copies for the images of ``batch``."""
-        res, want = self.generator.resolution, self.target_resolution
-        size = tuple(batch["image"].shape[-2:])
-        if size != (want, want):
-            what = "degraded inputs" if self.hparams.degraded_inputs else "targets"
-            hint = f"set data.resolution to {want} (or leave it unset)" if want != res else \
-                "leave data.resolution unset"
-            raise ValueError(f"{what} are {size[0]}×{size[1]} but this recipe needs {want}×{want}; {hint}")
+        self.check_targets(batch, self.target_resolution,
+                           "degraded inputs" if self.hparams.degraded_inputs else "targets")
         image, mask = batch["image"].float(), batch["mask"].float()
         with torch.no_grad():
             target = image if self.hparams.degraded_inputs else self.phi(image, mask)
@@ -125,20 +118,20 @@ class DGPModule(FittingMethod):
         w = torch.zeros(len(self.group_stems), 1, 1) if resuming else self._initial_latents()
         rows = self.generator.num_ws if self.hparams.latent_space == "w+" else 1
         self.latent = nn.Parameter(w.expand(-1, rows, self.generator.w_dim).clone().to(self.device))
-        self.weight_names, self.weights = ([], nn.ParameterList())
+        self.copies = None
         if self.hparams.finetune_generator:
-            self.weight_names, self.weights = stacked_parameters(self.generator.synthesis, len(self.group_stems))
+            self.copies = WeightCopies(self.generator.synthesis, len(self.group_stems)).to(self.device)
 
     def group_parameters(self) -> dict[str, torch.Tensor]:
         """The latents ``[B, rows, w_dim]`` and every image's copy of the synthesis weights ``[B, ...]``."""
-        return {"latent": self.latent, **dict(zip(self.weight_names, self.weights, strict=True))}
+        return {"latent": self.latent, **(self.copies.named() if self.copies is not None else {})}
 
     def enter_phase(self, stage: Stage, batch: Batch, saved: dict | None) -> list[dict]:
         """Make ``stage`` current: its blocks' weights and the latent move, everything else is frozen."""
         blocks = set(stage.block_names(self.block_names))
-        moving = [p for name, p in zip(self.weight_names, self.weights, strict=True)
-                  if name.split(".", 1)[0] in blocks and stage.g_lr > 0]
-        for p in self.weights:
+        copies = self.copies.named() if self.copies is not None else {}
+        moving = [p for name, p in copies.items() if name.split(".", 1)[0] in blocks and stage.g_lr > 0]
+        for p in copies.values():
             p.requires_grad_(False)
         for p in moving:
             p.requires_grad_(True)
@@ -153,16 +146,11 @@ class DGPModule(FittingMethod):
 
     # ---- rendering and loss ------------------------------------------------------------------
 
-    @property
-    def w_plus(self) -> torch.Tensor:
-        """The latents as W+ ``[B, num_ws, w_dim]`` (a W-space latent repeated on every row)."""
-        return self.latent.expand(-1, self.generator.num_ws, -1)
-
     def render(self) -> torch.Tensor:
         """The raw renders of the group, each with its own weights, in [-1, 1] (not clamped)."""
-        if not self.hparams.finetune_generator:
-            return self.generator.synthesis(self.w_plus, noise_mode="const")
-        return render_stacked(self.generator.synthesis, self.weight_names, list(self.weights), self.w_plus)
+        if self.copies is None:
+            return self.generator.synthesis(self.all_rows(self.latent), noise_mode="const")
+        return self.copies.render(self.generator.synthesis, self.all_rows(self.latent))
 
     def restored(self, render: torch.Tensor) -> torch.Tensor:
         """The result shown and saved: the render, or for colorization the input's lightness with its colour."""
@@ -218,16 +206,12 @@ class DGPModule(FittingMethod):
         if mode == "mean":
             w = g.w_avg.detach().cpu().expand(len(self.group_stems), 1, -1)
         elif mode == "latents":
-            w = torch.stack([self._stored(stem) for stem in self.group_stems])
+            w = torch.stack([self.stored_latents(stem).w_plus for stem in self.group_stems])
         else:
             w = self._search().cpu()
         if self.hparams.latent_space == "w" and w.shape[1] > 1:
             w = w.mean(1, keepdim=True)
         return w.float()
-
-    def _stored(self, stem: str) -> torch.Tensor:
-        """The W+ code stored for ``stem`` in ``latents`` (errors name the file)."""
-        return Latents.load(find_latents(Path(self.hparams.latents), stem)).check(self.generator).w_plus
 
     @torch.no_grad()
     def _search(self) -> torch.Tensor:
@@ -279,13 +263,7 @@ class DGPModule(FittingMethod):
 
         The noise is the generator's fixed maps, the ones every render of a DGP fit uses.
         """
-        stem = self.group_stems[i]
-        noise = [n.detach().float().cpu() for n in self.generator.synthesis.const_noise()]
-        meta = self.metadata(stem, latent_space=self.hparams.latent_space,
+        meta = self.metadata(self.group_stems[i], latent_space=self.hparams.latent_space,
                              degradations=json.dumps(self.hparams.degradations))
-        latents = Latents(self.w_plus[i].detach().float().cpu(), noise, meta)
-        if not self.hparams.finetune_generator:
-            return FitResult(latents)
-        dtype = getattr(torch, self.hparams.diff_dtype)
-        return FitResult(latents, diff_record(self.generator.synthesis, self.weight_names, list(self.weights), i,
-                                              dtype, self.generator_source, self.generator_sha256))
+        latents = Latents(self.all_rows(self.latent)[i].detach().float().cpu(), self.const_noise(), meta)
+        return self.fit_result(i, latents, self.copies, self.hparams.diff_dtype)

@@ -10,8 +10,6 @@ together equals fitting each alone.
 from __future__ import annotations
 
 import logging
-import zlib
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -21,7 +19,7 @@ from embedding.checkpoints import DEFAULT_NAME
 from embedding.faces.descriptor import face_descriptors
 from embedding.fitting.method import FitResult, FittingMethod
 from embedding.fitting.schedule import Schedule, with_steps
-from embedding.latents import Latents, find_latents
+from embedding.latents import Latents
 from embedding.losses import EmbeddingLoss, identity_loss, latent_pull
 from embedding.masks import blur, dilate
 from embedding.methods.encoder import load_encoder
@@ -120,11 +118,8 @@ class EmbeddingModule(FittingMethod):
 
     def init_group(self, batch: Batch, resuming: bool) -> None:
         """Fresh parameters for the images of ``batch``: one W+ block and one set of noise maps each."""
-        size, res = tuple(batch["image"].shape[-2:]), self.generator.resolution
-        if size != (res, res):
-            raise ValueError(f"targets are {size[0]}×{size[1]} but the generator renders {res}×{res}; "
-                             "leave data.resolution unset to match the generator")
-        streams = [self._stream(stem) for stem in self.group_stems]
+        self.check_targets(batch)
+        streams = [self.stream(stem) for stem in self.group_stems]
         encoded = self._encode(batch["image"]) if self.encoder is not None else [None] * len(streams)
         w = torch.stack([self._initial_w(stem, g, e) for stem, g, e in zip(self.group_stems, streams, encoded,
                                                                              strict=True)])
@@ -241,10 +236,6 @@ class EmbeddingModule(FittingMethod):
 
     # ---- initial values ----------------------------------------------------------------------
 
-    def _stream(self, stem: str) -> torch.Generator:
-        """A random stream that depends only on the seed and the image, not on its group."""
-        return torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + zlib.crc32(stem.encode()))
-
     @torch.no_grad()
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         """The encoder's codes ``[B, num_ws, w_dim]`` of the targets (on the CPU)."""
@@ -264,7 +255,7 @@ class EmbeddingModule(FittingMethod):
         elif mode == "uniform":
             w = torch.rand(num_ws, w_dim, generator=g) * 2 - 1
         else:
-            w = self._stored(stem).w_plus
+            w = self.stored_latents(stem).w_plus
         if self.hparams.w_init_offset:
             a = self.hparams.w_init_offset
             w = w + (torch.rand(num_ws, w_dim, generator=g) * 2 - 1) * a
@@ -276,15 +267,11 @@ class EmbeddingModule(FittingMethod):
         if mode == "const":
             return [n.detach().cpu().clone() for n in synthesis.const_noise()]
         if mode == "latents":
-            record = self._stored(stem)
+            record = self.stored_latents(stem)
             if record.noise is None:
                 raise ValueError(f"{record.path}: no noise maps to start from (an .npz file); use noise_init const")
             return record.noise
         return [torch.randn(shape, generator=g) for shape in synthesis.noise_shapes]
-
-    def _stored(self, stem: str) -> Latents:
-        """The stored code for ``stem`` (W+ ``[num_ws, w_dim]`` and, from ``.pt`` files, the noise), checked."""
-        return Latents.load(find_latents(Path(self.hparams.latents), stem)).check(self.generator)
 
 
 def _select_mask(mask: torch.Tensor, name: str) -> torch.Tensor | None:

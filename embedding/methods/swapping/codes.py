@@ -14,9 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from embedding.checkpoints import load_swapping_autoencoder
+from embedding.checkpoints import load_swapping_autoencoder, provenance
 from embedding.files import atomic_write
-from embedding.latents import generator_file, sha256
 from embedding.methods.swapping.model import SwappingAutoencoder
 
 
@@ -70,7 +69,7 @@ def load_autoencoder(source: str) -> tuple[SwappingAutoencoder, dict]:
     """The autoencoder in ``source`` (or the embedded default) on the best device, and what records name it by."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ae = load_swapping_autoencoder(source, device)
-    return ae, {"autoencoder": source, "autoencoder_sha256": sha256(generator_file(source, "swapping_autoencoder"))}
+    return ae, provenance(source, "swapping_autoencoder", "autoencoder")
 
 
 @torch.no_grad()

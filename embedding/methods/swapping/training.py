@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from lightning import LightningModule
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from embedding.checkpoints import save_swapping_autoencoder
 from embedding.generators import Discriminator
+from embedding.images import image_grid
 from embedding.methods.swapping.model import PatchCooccurrence, SwappingAutoencoder, random_patches
 from embedding.training import lazy_adam, r1_penalty
 
@@ -160,7 +160,7 @@ class SwappingAutoencoderTraining(LightningModule):
             swaps = ae.decode(structure[i : i + 1].expand(n, -1, -1, -1), texture).clamp(-1, 1)
             rows.append(torch.cat([images[i : i + 1], swaps]))
         ae.train()
-        return make_grid((torch.cat(rows).float().cpu() + 1) / 2, nrow=n + 1, padding=1)
+        return image_grid((torch.cat(rows).float().cpu() + 1) / 2, n + 1, padding=1)
 
     def export(self, folder: str | Path, metadata: dict | None = None, dtype: torch.dtype = torch.float16) -> None:
         """Write the autoencoder (encoder and generator) as ``swapping_autoencoder.pt`` in ``folder``."""
