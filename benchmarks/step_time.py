@@ -21,36 +21,34 @@ from pathlib import Path
 
 import torch
 
-from embedding.commands import main as embed
+from embedding import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "examples" / "photos"
 
 
-def recon_args(steps: int) -> list[str]:
+def recon_args(steps: int) -> tuple[Path, dict]:
     """Image2StyleGAN++ reconstruction, both phases of ``steps`` steps, random VGG (no download)."""
-    return ["--config", str(ROOT / "recipes" / "reconstruct.yaml"), "--model.vgg_weights", "random",
-            "--model.steps", f"{{WI: {steps}, Mkn: {steps}}}"]
+    return ROOT / "recipes" / "reconstruct.yaml", {"vgg_weights": "random", "steps": {"WI": steps, "Mkn": steps}}
 
 
-def dgp_args(steps: int) -> list[str]:
+def dgp_args(steps: int) -> tuple[Path, dict]:
     """DGP colorization, every stage of ``steps`` steps, a small initial search."""
-    stages = ", ".join(f"s{i}: {steps}" for i in range(1, 6))
-    return ["--config", str(ROOT / "recipes" / "dgp_colorize.yaml"), "--model.init_candidates", "20",
-            "--model.steps", f"{{{stages}}}"]
+    return ROOT / "recipes" / "dgp_colorize.yaml", {"init_candidates": 20,
+                                                     "steps": {f"s{i}": steps for i in range(1, 6)}}
 
 
 METHODS = {"reconstruct": (recon_args, 2), "dgp_colorize": (dgp_args, 5)}
 
 
-def run_seconds(args: list[str], images: int) -> float:
+def run_seconds(recipe: tuple[Path, dict], images: int) -> float:
     """Wall time of one ``embed fit`` of the first ``images`` example photos, as one group, into a fresh folder."""
     photos = sorted(PHOTOS.glob("*.jpg"))[:images]
+    path, model = recipe
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        embed(["fit", *args, "--data.images", f"[{', '.join(map(str, photos))}]", "--data.batch_size", str(images),
-               "--trainer.default_root_dir", root, "--trainer.enable_progress_bar", "false",
-               "--trainer.logger", "false", "--images.every_n_steps", "0"])
+        fit(path, photos, root, model=model, data={"batch_size": images}, images={"every_n_steps": 0},
+            trainer={"enable_progress_bar": False, "logger": False})
         return time.perf_counter() - start
 
 
