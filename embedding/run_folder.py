@@ -73,6 +73,10 @@ class RunFolder:
         """An image is finished once its latents file exists (it is written last)."""
         return self.latents_path(stem).is_file()
 
+    def holds_results(self) -> bool:
+        """Whether any image has finished or has a mid-group checkpoint: what a rerun would build on."""
+        return any(self.latents.glob("*.pt")) or any(self.resume.glob("*.pt"))
+
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write ``path`` through a temporary file in the same folder, then rename.
