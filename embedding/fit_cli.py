@@ -9,8 +9,8 @@ The run folder is ``trainer.default_root_dir``; TensorBoard event files and the 
 ``config.yaml`` (a complete recipe that reruns the experiment) land there.
 
 A run holds its folder's lock (``run.lock``) and checks the folder's recipe (``recipe.json``)
-before it writes anything, once for the whole job (:mod:`embedding.run_guard`). SIGTERM and SIGINT end it between two
-steps with a checkpoint, the summary and exit code 143 or 130.
+before it writes anything, once for the whole job (:mod:`embedding.run_guard`). SIGTERM and
+SIGINT end it between two steps with a checkpoint, the summary and exit code 143 or 130.
 """
 
 from __future__ import annotations

@@ -151,19 +151,22 @@ class RunGuard:
     def take_in_job(self, strategy: Strategy) -> None:
         """Process 0 of the job takes the guard and every process learns its decision (a collective call).
 
-        The others never touch the lock; each raises ``RunFolderError`` when process 0 was refused,
-        and all do when any process was given another recipe than process 0's.
+        The others never touch the lock; each raises ``RunFolderError`` when process 0 was refused
+        (process 0 raises its own error), and all do when any process was given another recipe
+        than process 0's.
         """
         rank = strategy.global_rank
-        refusal = None
+        error: Exception | None = None
         if rank == 0:
             try:
                 self.take()
-            except RunFolderError as e:
-                refusal = str(e)
-        refusal, settings = strategy.broadcast((refusal, self.settings), src=0)
+            except Exception as e:  # raised below, once the others know
+                error = e
+        refusal, settings = strategy.broadcast((None if error is None else str(error), self.settings), src=0)
+        if error is not None:
+            raise error
         if refusal is not None:
-            raise RunFolderError(refusal if rank == 0 else f"process 0 of this job refused the run folder: {refusal}")
+            raise RunFolderError(f"process 0 of this job refused the run folder: {refusal}")
         changed = _changed(settings, self.settings)
         if changed:
             log.error("process %d was given another recipe than process 0 (changed: %s)", rank, ", ".join(changed))

@@ -191,6 +191,15 @@ def test_process_0_takes_the_folder_for_the_job_and_a_refusal_reaches_every_proc
         guards[0].release()
 
 
+def test_a_folder_process_0_cannot_use_stops_every_process(tmp_path):
+    root = tmp_path / "run"
+    root.write_text("a file where the run folder should be")
+    settings = recipe_settings(METHOD, {"seed": 0}, {"crop": None}, "32")
+    zero, one = take_in_threads([RunGuard(root, settings), RunGuard(root, settings)])
+    assert isinstance(zero, OSError)
+    assert isinstance(one, RunFolderError) and str(one) == f"process 0 of this job refused the run folder: {zero}"
+
+
 def test_a_process_given_another_recipe_fails_the_whole_job(tmp_path, caplog):
     root = tmp_path / "run"
     guards = [RunGuard(root, recipe_settings(METHOD, {"seed": seed}, {"crop": None}, "32")) for seed in (0, 0, 1)]
