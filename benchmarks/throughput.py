@@ -60,12 +60,13 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @torch.no_grad()
-def tiny_generator(resolution: int, channel_base: int, channel_max: int, w_dim: int, seed: int = 0) -> Generator:
+def tiny_generator(resolution: int, channel_base: int, channel_max: int, w_dim: int, seed: int = 0,
+                   mapping_layers: int = 2) -> Generator:
     """A random generator with non-trivial biases, noise strengths and mean latent (none is left at zero)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         g = Generator(z_dim=w_dim, c_dim=0, w_dim=w_dim, img_resolution=resolution, img_channels=3,
-                      mapping_kwargs=dict(num_layers=2),
+                      mapping_kwargs=dict(num_layers=mapping_layers),
                       synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max))
         for name, tensor in g.synthesis.state_dict(keep_vars=True).items():
             if name.endswith("affine.bias"):

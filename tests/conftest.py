@@ -41,6 +41,15 @@ def randomise(net: nn.Module, seed: int) -> nn.Module:
     return net
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are skipped where PyTorch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
 def build_generator(seed: int = 0, **overrides) -> Generator:
     """A tiny generator (``TINY_G_KWARGS`` updated by ``overrides``), seeded, randomised, in eval mode."""
     with torch.random.fork_rng():

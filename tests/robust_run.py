@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,10 +48,21 @@ def cli_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
-def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    """``python -m embedding.commands <args>`` in a fresh interpreter (and session), output captured as text."""
-    return subprocess.Popen([sys.executable, "-m", "embedding.commands", *args], cwd=cwd, env=cli_env(),
+def start_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python -m embedding.commands <args>`` in a fresh interpreter (and session), output captured as text.
+
+    ``env`` adds variables to the command line's environment (a launcher's, say).
+    """
+    return subprocess.Popen([sys.executable, "-m", "embedding.commands", *args], cwd=cwd,
+                            env={**cli_env(), **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now (for a job's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def finish_cli(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:

@@ -239,7 +239,7 @@ def test_border_blur_is_a_normalised_gaussian():
     assert np.allclose(gaussian_blur(flat, 4.0), 7.0, atol=1e-4)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_networks_give_the_same_answers_on_cuda():
     faces = torch.cat([image(f"{f}_112.png") for f in FACES]) / 127.5 - 1
     on_gpu = face_attributes(faces.cuda())

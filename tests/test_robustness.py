@@ -11,6 +11,7 @@ import pickle
 import re
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -36,13 +37,14 @@ from embedding.commands import main
 from embedding.commands.fit import NothingFitted
 from embedding.fitting.resume import ResumeStore
 from embedding.fitting.run_folder import RunFolder
+from embedding.fitting.run_guard import check_recipe, recipe_settings
 from embedding.fitting.sampler import GroupRepeatSampler
 from embedding.methods.image2stylegan.module import EmbeddingModule
 from embedding.methods.image2stylegan.phases import Phase
 from embedding.metrics import append_metrics
 from tests.nvidia_pickle import write_nvidia_pickle
 from tests.photos import PHOTOS
-from tests.robust_run import finish_cli, fit_args, fork_cli, join, small_fit, start_cli, wait_for
+from tests.robust_run import finish_cli, fit_args, fork_cli, free_port, join, small_fit, start_cli, wait_for
 
 NAMES = ("000002.jpg", "000058.jpg", "000086.jpg")
 
@@ -111,24 +113,52 @@ def fit_items(generator_file: Path, phases: list[Phase], items: list[dict], root
 # ----------------------------------------------------------------------------------------- several processes
 
 
-def test_two_processes_give_the_results_of_one(tiny_generator_file, tmp_path):
+def launch_two_processes(args: list[str], cwd: Path, layout: str) -> list[subprocess.Popen]:
+    """``embed fit <args>`` as two processes: on one node (Lightning starts the second), or on two "nodes" of one
+    process each on this machine, ranked by the environment as a cluster's launcher ranks them."""
+    if layout == "one node":
+        return [start_cli([*args, "--trainer.devices", "2", "--trainer.strategy", "ddp"], cwd)]
+    job = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2"}
+    args = [*args, "--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp"]
+    return [start_cli(args, cwd, {**job, "NODE_RANK": str(rank)}) for rank in (1, 0)]
+
+
+@pytest.mark.parametrize("layout", ["one node", "two nodes"])
+def test_two_processes_give_the_results_of_one(tiny_generator_file, tmp_path, layout):
     photos = copy_photos(tmp_path / "photos")
     ddp, single = tmp_path / "ddp", tmp_path / "single"
-    process = start_cli(fit_args(tiny_generator_file, photos, ddp, "--data.batch_size", "1",
-                                 "--trainer.devices", "2", "--trainer.strategy", "ddp"), tmp_path)
+    processes = launch_two_processes(fit_args(tiny_generator_file, photos, ddp, "--data.batch_size", "1"), tmp_path,
+                                     layout)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each command-line process (cli_env): the same summation order in every kernel
     try:
         small_fit(tiny_generator_file, photos, single, data={"batch_size": 1})
     finally:
         torch.set_num_threads(threads)
-        code, stderr = finish_cli(process)
-    assert code == 0, stderr[-3000:]
+        ends = [finish_cli(process) for process in processes]
+    for code, stderr in ends:
+        assert code == 0, stderr[-3000:]
     one, two = latents(single), latents(ddp)
     assert sorted(two) == sorted(one) == ["000002", "000058", "000086"]
     for stem in one:
         assert_same_fit(one[stem], two[stem])
-    assert Counter(metric_rows(ddp)) == Counter((s, p) for s in one for p in ("WI", "Mkn")), "every row once"
+    assert Counter(metric_rows(ddp)) == Counter((s, p) for s in one for p in ("WI", "Mkn")), "every photo once"
+    assert sum(stderr.count("image(s) finished") for _, stderr in ends) == 2, "a summary from each process"
+
+
+def test_every_node_fails_clearly_when_process_0_refuses_the_folder(tiny_generator_file, tmp_path):
+    photos = copy_photos(tmp_path / "photos", NAMES[:2])
+    root = tmp_path / "run"
+    check_recipe(root, recipe_settings("embedding.methods.image2stylegan.EmbeddingModule", {"seed": 7}, {}, "32-true"))
+    (root / "latents").mkdir()
+    (root / "latents" / "000002.pt").write_bytes(b"a finished image")
+    before = sorted(p.name for p in root.rglob("*"))
+    processes = launch_two_processes(fit_args(tiny_generator_file, photos, root), tmp_path, "two nodes")
+    (code1, stderr1), (code0, stderr0) = [finish_cli(process, timeout=90) for process in processes]
+    assert code0 == code1 == 1, stderr0[-3000:] + stderr1[-3000:]
+    assert f"run folder {root} holds results of another recipe" in stderr0
+    assert f"process 0 of this job refused the run folder: run folder {root} holds results" in stderr1
+    assert sorted(p.name for p in root.rglob("*") if p.name != "run.lock") == before, "nothing written but the lock"
 
 
 def test_a_process_with_nothing_to_fit_does_not_fail_the_run(tiny_generator_file, tmp_path):

@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,7 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from embedding.commands import main
 from embedding.commands.fit import EmbedCLI, Run
 from embedding.commands.train import TrainCLI
-from embedding.fitting.run_guard import RunFolderError, RunLock, check_recipe, recipe_settings
+from embedding.fitting.distributed import is_first_process
+from embedding.fitting.run_guard import RunFolderError, RunGuard, RunLock, check_recipe, recipe_settings
 from tests.photos import photos
 from tests.robust_run import cli_env, finish_cli, fit_args, small_fit, start_cli
 
@@ -75,11 +78,137 @@ def test_recipe_record_names_nested_changes(tmp_path):
     assert check_recipe(tmp_path, settings) is False
     assert check_recipe(tmp_path, recipe_settings(METHOD, {"phases": [{"lr": 0.01}]}, {"images": "b", "crop": None},
                                                   "32"))
+    (tmp_path / "latents").mkdir()
+    (tmp_path / "latents" / "a.pt").write_bytes(b"a finished image")
     with pytest.raises(RunFolderError, match=r"changed: model.phases"):
         check_recipe(tmp_path, recipe_settings(METHOD, {"phases": [{"lr": 0.1}]}, {"crop": None}, "32"))
     with pytest.raises(RunFolderError, match=r"changed: method"):
         check_recipe(tmp_path, recipe_settings("embedding.methods.dgp.DGPModule", {"phases": [{"lr": 0.01}]},
                                                {"crop": None}, "32"))
+
+
+def test_a_folder_without_results_takes_another_recipe_until_it_has_some(tmp_path, caplog):
+    first, second = (recipe_settings(METHOD, {"seed": seed}, {"crop": None}, "32") for seed in (0, 1))
+    check_recipe(tmp_path, first)
+    with caplog.at_level(logging.WARNING):
+        assert check_recipe(tmp_path, second) is False
+    assert "holds no results yet: its recipe.json, of another recipe (changed: model.seed), is replaced" in caplog.text
+    assert check_recipe(tmp_path, second), "recorded"
+    (tmp_path / "resume").mkdir()
+    (tmp_path / "resume" / "0123.pt").write_bytes(b"a group's checkpoint")
+    with pytest.raises(RunFolderError, match=r"holds results of another recipe \(changed: model.seed\)"):
+        check_recipe(tmp_path, first)
+
+
+def test_a_first_try_that_failed_at_start_up_does_not_lock_its_folder(tiny_generator_file, images, tmp_path, caplog):
+    root = tmp_path / "run"
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(SystemExit) as stop:
+        main(fit_args(tiny_generator_file, images, root, "--model.perceptual", "discriminator",
+                      "--model.discriminator", str(missing)))
+    assert stop.value.code == 1 and str(missing) in caplog.text
+    fit(tiny_generator_file, images, root)  # the setting fixed, in the same folder
+    assert sorted(p.stem for p in (root / "latents").glob("*.pt")) == ["000002", "000058"]
+
+
+@pytest.mark.parametrize(("launcher", "first"), [
+    ({}, True),
+    ({"LOCAL_RANK": "1"}, False),  # a process Lightning's launcher started beside the first
+    ({"NODE_RANK": "1"}, False),  # the first process of the second node, as Lightning reads nodes
+    ({"TORCHELASTIC_RUN_ID": "job", "RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0"}, True),
+    ({"TORCHELASTIC_RUN_ID": "job", "RANK": "1", "LOCAL_RANK": "0", "GROUP_RANK": "1"}, False),  # torchrun
+    ({"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+      "SLURM_JOB_NAME": "fit"}, True),
+    ({"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "1", "SLURM_LOCALID": "0",
+      "SLURM_JOB_NAME": "fit"}, False),  # srun
+    # torchrun inside a SLURM allocation: torchrun's ranks count, as Lightning reads them
+    ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_JOB_NAME": "fit", "TORCHELASTIC_RUN_ID": "job", "RANK": "3",
+      "LOCAL_RANK": "1", "GROUP_RANK": "1"}, False),
+    # an interactive SLURM shell is no SLURM launch: Lightning's own launcher started this process
+    ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_JOB_NAME": "bash", "LOCAL_RANK": "1"}, False),
+])
+def test_the_first_process_of_a_job_is_read_from_its_launcher(monkeypatch, launcher, first):
+    for name in list(os.environ):
+        if name.startswith(("SLURM_", "TORCHELASTIC_", "LSB_", "JSM_", "OMPI_", "PMI_")) or name in (
+                "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE"):
+            monkeypatch.delenv(name)
+    for name, value in launcher.items():
+        monkeypatch.setenv(name, value)
+    assert is_first_process() is first
+
+
+class ThreadJob:
+    """The collectives ``RunGuard.take_in_job`` calls, between threads standing for a job's processes."""
+
+    def __init__(self, size: int) -> None:
+        self.barrier = threading.Barrier(size, timeout=10)
+        self.sent: list = [None] * size
+
+    def process(self, rank: int) -> SimpleNamespace:
+        def broadcast(obj, src=0):
+            self.sent[rank] = obj
+            self.barrier.wait()
+            value = self.sent[src]
+            self.barrier.wait()
+            return value
+
+        def reduce_boolean_decision(decision, all=True):
+            decisions = [broadcast(decision, src) for src in range(len(self.sent))]
+            return min(decisions) if all else max(decisions)
+
+        return SimpleNamespace(global_rank=rank, broadcast=broadcast, reduce_boolean_decision=reduce_boolean_decision)
+
+
+def take_in_threads(guards: list[RunGuard]) -> list[BaseException | None]:
+    """Every guard's ``take_in_job`` at once, one thread each: what each raised."""
+    job, raised = ThreadJob(len(guards)), [None] * len(guards)
+
+    def take(rank: int) -> None:
+        try:
+            guards[rank].take_in_job(job.process(rank))
+        except BaseException as e:
+            raised[rank] = e
+
+    threads = [threading.Thread(target=take, args=(rank,)) for rank in range(len(guards))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return raised
+
+
+def test_process_0_takes_the_folder_for_the_job_and_a_refusal_reaches_every_process(tmp_path):
+    root = tmp_path / "run"
+    settings = recipe_settings(METHOD, {"seed": 0}, {"crop": None}, "32")
+    guards = [RunGuard(root, settings) for _ in range(3)]
+    try:
+        assert take_in_threads(guards) == [None, None, None]
+        assert (root / "recipe.json").is_file()
+        # the job holds the folder: another job's process 0 is refused, and its other processes say so
+        others = [RunGuard(root, settings) for _ in range(2)]
+        zero, one = take_in_threads(others)
+        assert isinstance(zero, RunFolderError) and f"is in use by process {os.getpid()}" in str(zero)
+        assert isinstance(one, RunFolderError) and str(one) == f"process 0 of this job refused the run folder: {zero}"
+    finally:
+        guards[0].release()
+
+
+def test_a_folder_process_0_cannot_use_stops_every_process(tmp_path):
+    root = tmp_path / "run"
+    root.write_text("a file where the run folder should be")
+    settings = recipe_settings(METHOD, {"seed": 0}, {"crop": None}, "32")
+    zero, one = take_in_threads([RunGuard(root, settings), RunGuard(root, settings)])
+    assert isinstance(zero, OSError)
+    assert isinstance(one, RunFolderError) and str(one) == f"process 0 of this job refused the run folder: {zero}"
+
+
+def test_a_process_given_another_recipe_fails_the_whole_job(tmp_path, caplog):
+    root = tmp_path / "run"
+    guards = [RunGuard(root, recipe_settings(METHOD, {"seed": seed}, {"crop": None}, "32")) for seed in (0, 0, 1)]
+    raised = take_in_threads(guards)
+    guards[0].release()
+    assert all(isinstance(e, RunFolderError) and "were given different recipes" in str(e) for e in raised)
+    assert "process 2 was given another recipe than process 0 (changed: model.seed)" in caplog.text
 
 
 def test_a_second_run_in_the_same_folder_is_refused(tiny_generator_file, images, tmp_path):

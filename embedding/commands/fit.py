@@ -9,8 +9,8 @@ The run folder is ``trainer.default_root_dir``; TensorBoard event files and the 
 ``config.yaml`` (a complete recipe that reruns the experiment) land there.
 
 A run holds its folder's lock (``run.lock``) and checks the folder's recipe (``recipe.json``)
-before it writes anything (:mod:`embedding.fitting.run_guard`). SIGTERM and SIGINT end it between two
-steps with a checkpoint, the summary and exit code 143 or 130.
+before it writes anything, once for the whole job (:mod:`embedding.fitting.run_guard`). SIGTERM and
+SIGINT end it between two steps with a checkpoint, the summary and exit code 143 or 130.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ from callbacks import EmbeddingMetrics, EmbeddingProgressBar, GroupCheckpoint, R
 from callbacks.checkpoint import Interrupted
 from datamodules import EmbeddingDataModule
 from embedding.checkpoints import CheckpointError
+from embedding.fitting.distributed import IndependentDDPStrategy, is_first_process
 from embedding.fitting.method import FittingMethod
 from embedding.fitting.run_folder import RunFolder
-from embedding.fitting.run_guard import RunFolderError, RunLock, check_recipe, recipe_settings
+from embedding.fitting.run_guard import RunFolderError, RunGuard, recipe_settings
 from embedding.images import NoUsableImageError
 from embedding.latents import Latents
 from embedding.metrics import read_metrics
@@ -97,7 +98,7 @@ class EmbedCLI(LightningCLI):
     """
 
     def __init__(self, default_method: str = DEFAULT_METHOD, as_command: bool = False, **kwargs) -> None:
-        self._lock: RunLock | None = None
+        self._guard: RunGuard | None = None
         self.default_method = default_method
         self.as_command = as_command
         try:
@@ -105,8 +106,8 @@ class EmbedCLI(LightningCLI):
                              trainer_defaults=TRAINER_DEFAULTS, save_config_kwargs={"overwrite": True},
                              auto_configure_optimizers=False, **kwargs)
         finally:
-            if self._lock is not None:
-                self._lock.release()
+            if self._guard is not None:
+                self._guard.release()
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -124,12 +125,16 @@ class EmbedCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Default logger: TensorBoard events directly in the run folder (no version subfolders).
 
+        The run folder's guard is made from the settings the results depend on (taken in ``before_fit``).
         ``--trainer.strategy ddp`` runs one process per device, each fitting its own images, with
         no gradient synchronisation (``IndependentDDPStrategy``). ``--trainer.enable_progress_bar
         false`` keeps its usual meaning: the embedding's own bar is silenced instead of clashing.
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
-        self._guard_run_folder(config)
+        model = config.model.as_dict()
+        settings = recipe_settings(model["class_path"], model.get("init_args", {}), config.data.as_dict(),
+                                   config.trainer.precision)
+        self._guard = RunGuard(Path(config.trainer.default_root_dir), settings)
         if config.trainer.strategy == "ddp":
             config.trainer.strategy = Namespace(class_path="embedding.fitting.distributed.IndependentDDPStrategy")
         if config.trainer.enable_progress_bar is False:
@@ -151,21 +156,20 @@ class EmbedCLI(LightningCLI):
         except ValueError as e:
             raise _raised_outside_the_parser(e) from None
 
-    def _guard_run_folder(self, config: Namespace) -> None:
-        """Lock the run folder and check its recipe, before anything is loaded or written.
+    def before_fit(self) -> None:
+        """Lock the run folder and check its recipe once the run is built, before anything is written.
 
-        The processes a multi-device run starts (``LOCAL_RANK`` > 0) work under their launcher's lock.
+        A first try that fails while building its method (a missing generator or discriminator
+        file, say) leaves no ``recipe.json`` behind. The processes of a ``ddp`` job do it once
+        their group exists: process 0 takes the folder and tells the others
+        (``IndependentDDPStrategy``), so a refusal reaches every process on every node. Under
+        another strategy, only the launcher's process 0 takes it.
         """
-        root = Path(config.trainer.default_root_dir)
-        if os.environ.get("LOCAL_RANK", "0") == "0":
-            self._lock = RunLock(root)
-            self._lock.acquire()
-        model = config.model.as_dict()
-        settings = recipe_settings(model["class_path"], model.get("init_args", {}), config.data.as_dict(),
-                                   config.trainer.precision)
-        if check_recipe(root, settings):
-            log.info("run folder %s holds results of this recipe: finished images are skipped and interrupted "
-                     "groups resume from their checkpoints", root)
+        strategy = self.trainer.strategy
+        if isinstance(strategy, IndependentDDPStrategy):
+            strategy.run_guard = self._guard
+        elif is_first_process():
+            self._guard.take()
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Fit; a signal ends the run with its summary and 128 + the signal number."""
@@ -321,7 +325,11 @@ def fit(recipe: str | os.PathLike | type, images: str | os.PathLike | list | Non
     for section, values in sections.items():
         for key, value in values.items():
             args += [f"--{section}.{key}", _argument(value)]
-    cli = EmbedCLI(args=["fit", *args, *arguments])
+    saved, sys.argv = sys.argv, sys.argv[:1]  # the calling program's own arguments are not for this run
+    try:
+        cli = EmbedCLI(args=["fit", *args, *arguments])
+    finally:
+        sys.argv = saved
     finished = cli.trainer.callbacks[cli._callback_index(ResultWriter)].finished
     return Run(RunFolder(cli.trainer.default_root_dir), list(finished), list(cli.datamodule.skipped),
                [*cli.datamodule.failures, *cli.model.failures])

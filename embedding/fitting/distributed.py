@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from lightning.fabric.plugins.environments import (
+    LightningEnvironment,
+    LSFEnvironment,
+    MPIEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+)
 from lightning.pytorch import Trainer
 from lightning.pytorch.strategies import DDPStrategy
+
+from embedding.fitting.run_guard import RunGuard
 
 
 class IndependentDDPStrategy(DDPStrategy):
@@ -16,7 +25,18 @@ class IndependentDDPStrategy(DDPStrategy):
     they do not move in step (one may fit more groups than another), so the per-batch collective
     that plain DDP runs to share a SIGTERM is switched off: each process handles its own signals,
     and mid-group checkpoints make any kill cheap.
+
+    ``run_guard``, when set, is taken once the processes' group exists and before anything is
+    written: process 0 locks the run folder and checks its recipe for the whole job, and every
+    process learns its decision (:meth:`RunGuard.take_in_job`).
     """
+
+    run_guard: RunGuard | None = None
+
+    def setup_environment(self) -> None:
+        super().setup_environment()
+        if self.run_guard is not None:
+            self.run_guard.take_in_job(self)
 
     def configure_ddp(self) -> None:
         """Keep the LightningModule unwrapped."""
@@ -30,3 +50,17 @@ class IndependentDDPStrategy(DDPStrategy):
 
 def _no_collective() -> None:
     """Stands in for the per-batch SIGTERM broadcast, which would deadlock processes out of step."""
+
+
+def is_first_process() -> bool:
+    """Whether this process is the job's process 0, as its launcher's environment says before Lightning sets up.
+
+    The environments are read in the order Lightning picks them: torchrun (``RANK``), SLURM's srun
+    (``SLURM_PROCID``), LSF, MPI, else Lightning's own (``NODE_RANK`` and ``LOCAL_RANK``, which its
+    launcher gives the processes it starts; unset means 0).
+    """
+    for environment in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
+        if environment.detect():
+            return environment().global_rank() == 0
+    lightning = LightningEnvironment()
+    return lightning.node_rank() == 0 and lightning.local_rank() == 0

@@ -78,6 +78,10 @@ class RunFolder:
         """The largest step of any TensorBoard event in the folder (0 when none): where a rerun's steps go on."""
         return max((_last_event_step(path) for path in self.root.glob("events.out.tfevents.*")), default=0)
 
+    def holds_results(self) -> bool:
+        """Whether any image has finished or has a mid-group checkpoint: what a rerun would build on."""
+        return any(self.latents.glob("*.pt")) or any(self.resume.glob("*.pt"))
+
 
 def _last_event_step(path: Path) -> int:
     """The largest ``step`` among the events of one TensorBoard file; a damaged tail is ignored."""
