@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from lightning import Callback, LightningModule, Trainer
 
+from embedding.faces.crop import resolve_face_box
 from embedding.fitting.resume import ResumeStore
 from embedding.fitting.run_folder import RunFolder
 from embedding.metrics import COLUMNS, append_metrics, measure, read_metrics, write_metrics
@@ -26,16 +27,22 @@ class EmbeddingMetrics(Callback):
         identity: also measure faces (``--metrics.identity true``): ``identity`` is the Euclidean
             distance between the face descriptors of target and render (dlib's ResNet descriptor;
             below ~0.6 is the same person) and ``landmark_error`` the mean distance between their
-            68 landmarks over the target's eye distance. Both take the whole image as the face.
+            68 landmarks over the target's eye distance. Both look at the face only (``face_box``).
         every_n_steps: also measure inside each phase, after its first step and every N steps
             (``--metrics.every_n_steps 50``); 0 measures at phase ends only.
+        face_box: where the face is, for the face columns: ``auto`` (the whole image under 256²,
+            as the default generator's tight face crops; the face box FFHQ alignment implies for
+            larger images), ``whole``, ``ffhq`` or ``[left, top, right, bottom]`` fractions.
     """
 
-    def __init__(self, identity: bool = False, every_n_steps: int = 0) -> None:
+    def __init__(self, identity: bool = False, every_n_steps: int = 0,
+                 face_box: str | list[float] = "auto") -> None:
         if every_n_steps < 0:
             raise ValueError(f"metrics.every_n_steps must be ≥ 0, got {every_n_steps}")
+        resolve_face_box(face_box, 1024)  # refuse a bad box before the run starts
         self.identity = identity
         self.every_n_steps = every_n_steps
+        self.face_box = face_box
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
@@ -50,7 +57,7 @@ class EmbeddingMetrics(Callback):
         failed = pl_module.failed
         view = pl_module.view(batch)
         rows = [row for row in measure(view.compared, view.reference, view.measure_mask, progress.stems,
-                                       phase, progress.step, self.identity)
+                                       phase, progress.step, self.identity, self.face_box)
                 if row["image"] not in failed]
         if trainer.logger is not None:
             for row in rows:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from embedding.faces.crop import WHOLE, FaceBox
 from embedding.faces.descriptor import face_descriptors
 
 PIXEL_SCALE = 127.5  # [-1, 1] differences to the paper's 0–255 pixel units
@@ -98,10 +99,11 @@ def style_loss(
     return total
 
 
-def identity_loss(render: Tensor, target_descriptors: Tensor) -> Tensor:
-    """Per-image squared Euclidean distance between the face descriptor of `render` and the target's
-    (`face_descriptors(target)`, computed once): 0.36 is dlib's same-person threshold squared."""
-    return (face_descriptors(render) - target_descriptors).pow(2).sum(1)
+def identity_loss(render: Tensor, target_descriptors: Tensor, box: FaceBox = WHOLE) -> Tensor:
+    """Per-image squared Euclidean distance between the face descriptor of `render`'s face (its `box`
+    region) and the target's (`face_descriptors(target, box)`, computed once): 0.36 is dlib's same-person
+    threshold squared."""
+    return (face_descriptors(render, box) - target_descriptors).pow(2).sum(1)
 
 
 def latent_pull(w: Tensor, w_ref: Tensor) -> Tensor:

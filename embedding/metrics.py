@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,20 +53,23 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> torch
 
 @torch.no_grad()
 def measure(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, stems: list[str], phase: str,
-            step: int, identity: bool = False) -> list[dict]:
+            step: int, identity: bool = False, face_box: str | Sequence[float] = "auto") -> list[dict]:
     """One ``metrics.csv`` row per image: ``render`` against ``target``, masked columns where ``mask`` has holes.
 
-    Face columns (``identity``, ``landmark_error``) only with ``identity``.
+    Face columns (``identity``, ``landmark_error``) only with ``identity``, measured on the face
+    (``face_box``, see :func:`embedding.faces.crop.resolve_face_box`).
     """
     target, mask = target.float(), mask.float()
     render = render.float().clamp(-1, 1)
     values = {"psnr": psnr(render, target), "ssim": ssim(render, target)}
     if identity:
+        from embedding.faces.crop import resolve_face_box
         from embedding.faces.descriptor import identity_distance
         from embedding.faces.landmarks import landmark_error
 
-        values["identity"] = identity_distance(render, target)
-        values["landmark_error"] = landmark_error(render, target)
+        box = resolve_face_box(face_box, render.shape[-1])
+        values["identity"] = identity_distance(render, target, box)
+        values["landmark_error"] = landmark_error(render, target, box)
     masked = (mask < 1).flatten(1).any(1)
     if masked.any():
         values["psnr_masked"] = psnr(render, target, mask)

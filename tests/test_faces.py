@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from datamodules.images import ImageFolderDataset
@@ -269,3 +270,20 @@ def test_non_maximum_suppression_keeps_the_boxes_torchvision_keeps():
         boxes = torch.cat([corner, corner + torch.rand(count, 2, generator=g) * 50 + 1], 1)
         scores = torch.rand(count, generator=g)
         assert torch.equal(non_maximum_suppression(boxes, scores, 0.4), nms(boxes, scores, 0.4))
+
+
+def test_identity_looks_at_the_face_box_only():
+    from embedding.faces.crop import FFHQ, WHOLE, crop_face, resolve_face_box
+    assert resolve_face_box("auto", 64) == WHOLE and resolve_face_box("auto", 1024) == FFHQ
+    with pytest.raises(ValueError, match="face box"):
+        resolve_face_box([0.5, 0.2, 0.4, 0.9], 256)
+    face = to_tensor(Image.open(FIXTURES / "face0_150.png").convert("RGB"))[None] / 127.5 - 1
+    g = torch.Generator().manual_seed(0)
+    photo = torch.rand(1, 3, 256, 256, generator=g) * 2 - 1  # hair, neck and background
+    left, top, right, bottom = (round(v * 256) for v in FFHQ)
+    photo[..., top:bottom, left:right] = F.interpolate(face, size=(bottom - top, right - left), mode="bilinear")
+    other = photo.clone()
+    other[..., :top, :] = torch.rand(1, 3, top, 256, generator=g) * 2 - 1  # another background above the face
+    assert torch.equal(crop_face(photo, FFHQ), crop_face(other, FFHQ))
+    assert identity_distance(photo, other, FFHQ).item() == 0
+    assert identity_distance(photo, other, WHOLE).item() > 0.01

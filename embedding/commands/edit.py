@@ -371,7 +371,7 @@ def direction_mean(without: str | list[str], with_attribute: str | list[str], ou
 
 def direction_boundary(attribute: Literal["age", "male", "smile"], generator: str = DEFAULT_NAME, samples: int = 2000,
                        extremes: float = 0.3, truncation: float = 0.7, seed: int = 0,
-                       out: str = "direction.pt") -> Path:
+                       face_box: str | list[float] = "auto", out: str = "direction.pt") -> Path:
     """A direction as the normal of a linear boundary in W between generator samples scored by the face toolkit.
 
     Args:
@@ -382,14 +382,17 @@ def direction_boundary(attribute: Literal["age", "male", "smile"], generator: st
         extremes: the fraction of highest and of lowest scored codes the boundary separates.
         truncation: ψ of the samples.
         seed: seed of the samples.
+        face_box: where the face is in the renders, which the attribute networks read: ``auto`` (the
+            whole render under 256², else the box FFHQ alignment implies), ``whole``, ``ffhq`` or fractions.
         out: the direction file (``[w_dim]``, unit length, every row; toward a higher score).
     """
     from embedding.faces.attributes import ATTRIBUTE_SCORES, face_attributes
+    from embedding.faces.crop import resolve_face_box
 
     G = load_generator(generator).eval().to("cuda" if torch.cuda.is_available() else "cpu")
-    score = ATTRIBUTE_SCORES[attribute]
-    vector = directions.linear_boundary(G, lambda images: score(face_attributes(images)), samples, extremes,
-                                        truncation, seed=seed)
+    score, box = ATTRIBUTE_SCORES[attribute], resolve_face_box(face_box, G.resolution)
+    vector = directions.linear_boundary(G, lambda images: score(face_attributes(images, box=box)), samples,
+                                        extremes, truncation, seed=seed)
     meta = {"how": f"linear boundary of {attribute}", "samples": samples, **provenance(generator)}
     return _write_direction(directions.Direction(vector, None, meta), out)
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embedding.faces.crop import WHOLE, FaceBox, crop_face
 from embedding.faces.landmarks import INPUT_SIZE, DenseFeatureExtractor, Linear
 from embedding.faces.layers import Conv, SeparableConv, from_unit, max_pool_same, shared_net, square_pad, to_input
 from embedding.faces.tfjs import load_model
@@ -93,15 +94,16 @@ class AttributeNets(nn.Module):
         self.expression = ExpressionNet()
 
 
-def face_attributes(images: torch.Tensor, nets: AttributeNets | None = None) -> dict[str, torch.Tensor]:
-    """Age, gender and expression of face crops (NCHW RGB in [-1, 1], like generator output).
+def face_attributes(images: torch.Tensor, nets: AttributeNets | None = None,
+                    box: FaceBox = WHOLE) -> dict[str, torch.Tensor]:
+    """Age, gender and expression of faces (NCHW RGB in [-1, 1], like generator output), read in their
+    ``box`` region (:mod:`embedding.faces.crop`; the networks expect face-box framed crops).
 
     Returns ``age`` (years, ``[N]``), ``gender_prob`` (probability of male, ``[N]``) and
     ``expression`` (``[N, 7]`` probabilities over :data:`EXPRESSIONS`). Differentiable.
-    The crops should be roughly face-box framed (an FFHQ-aligned image works).
     """
     nets = nets if nets is not None else shared_net(AttributeNets, images.device)
-    x = to_input(square_pad(from_unit(images))[0], INPUT_SIZE)
+    x = to_input(square_pad(from_unit(crop_face(images, box)))[0], INPUT_SIZE)
     age, gender = nets.age_gender(x)
     return {
         "age": age,

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embedding.faces.crop import WHOLE, FaceBox, crop_face
 from embedding.faces.layers import from_unit, pad_same, shared_net, square_pad, to_input
 from embedding.faces.tfjs import load_model
 
@@ -95,16 +96,16 @@ def compute_descriptors(net: DescriptorNet, crops: torch.Tensor) -> torch.Tensor
     return net(to_input(square_pad(crops)[0], INPUT_SIZE))
 
 
-def face_descriptors(images: torch.Tensor) -> torch.Tensor:
-    """Descriptors ``[N, 128]`` of face images in [-1, 1] (the generator's range), the whole image
-    taken as the face crop. Differentiable; the network is loaded once per device."""
-    return compute_descriptors(shared_net(DescriptorNet, images.device), from_unit(images.float()))
+def face_descriptors(images: torch.Tensor, box: FaceBox = WHOLE) -> torch.Tensor:
+    """Descriptors ``[N, 128]`` of face images in [-1, 1] (the generator's range), the ``box`` region
+    (:mod:`embedding.faces.crop`) taken as the face crop. Differentiable; the network is loaded once per device."""
+    return compute_descriptors(shared_net(DescriptorNet, images.device), from_unit(crop_face(images.float(), box)))
 
 
-def identity_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def identity_distance(a: torch.Tensor, b: torch.Tensor, box: FaceBox = WHOLE) -> torch.Tensor:
     """Per-image Euclidean distance ``[N]`` between the descriptors of two batches of faces in
-    [-1, 1]; below about 0.6 dlib's descriptor takes two faces for the same person."""
-    return (face_descriptors(a) - face_descriptors(b)).norm(dim=1)
+    [-1, 1] (their ``box`` region); below about 0.6 dlib's descriptor takes two faces for the same person."""
+    return (face_descriptors(a, box) - face_descriptors(b, box)).norm(dim=1)
 
 
 def face_features(images: torch.Tensor) -> list[torch.Tensor]:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embedding.faces.crop import WHOLE, FaceBox, crop_face
 from embedding.faces.layers import Conv, SeparableConv, from_unit, shared_net, square_pad, to_input
 from embedding.faces.tfjs import load_model
 
@@ -92,9 +93,9 @@ def face_landmarks(images: torch.Tensor) -> torch.Tensor:
     return detect_landmarks(shared_net(LandmarkNet, images.device), from_unit(images.float()))
 
 
-def landmark_error(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def landmark_error(render: torch.Tensor, target: torch.Tensor, box: FaceBox = WHOLE) -> torch.Tensor:
     """Per-image mean distance ``[N]`` between the landmarks of ``render`` and ``target`` (both
-    in [-1, 1]), as a fraction of the target's distance between the eye centres."""
-    ours, theirs = face_landmarks(render), face_landmarks(target)
+    in [-1, 1], located in their ``box`` region), as a fraction of the target's distance between the eye centres."""
+    ours, theirs = face_landmarks(crop_face(render, box)), face_landmarks(crop_face(target, box))
     eyes = (theirs[:, 42:48].mean(dim=1) - theirs[:, 36:42].mean(dim=1)).norm(dim=1)
     return (ours - theirs).norm(dim=2).mean(dim=1) / eyes.clamp_min(1e-6)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from embedding.checkpoints import DEFAULT_NAME
+from embedding.faces.crop import resolve_face_box
 from embedding.faces.descriptor import face_descriptors
 from embedding.fitting.method import FitResult, FittingMethod
 from embedding.fitting.schedule import Schedule, with_steps
@@ -85,6 +86,7 @@ class EmbeddingModule(FittingMethod):
         super().__init__()
         self.save_hyperparameters()
         self.use_generator(generator)
+        self.face_box = resolve_face_box("auto", self.generator.resolution)  # where the identity term looks
         self.schedule = Schedule(with_steps(phases or reconstruction_phases(), steps or {}))
         self.perceptual: PerceptualNetwork | None = None
         request = Request(generator, vgg_weights, vgg_resize, discriminator)
@@ -186,7 +188,7 @@ class EmbeddingModule(FittingMethod):
             targets["y_features"] = self.loss_fn.target_features(y, self.loss_fn.style_layers)
         if phase.identity:
             with torch.no_grad():
-                targets["x_descriptors"] = face_descriptors(x)
+                targets["x_descriptors"] = face_descriptors(x, self.face_box)
         return targets
 
     # ---- rendering and loss ------------------------------------------------------------------
@@ -215,7 +217,7 @@ class EmbeddingModule(FittingMethod):
             terms["pull"] = latent_pull(self.w_plus, self.w_start)
             total = total + phase.pull * terms["pull"]
         if phase.identity:
-            terms["identity"] = identity_loss(render, t["x_descriptors"])
+            terms["identity"] = identity_loss(render, t["x_descriptors"], self.face_box)
             total = total + phase.identity * terms["identity"]
         return total, terms
 
