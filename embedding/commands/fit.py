@@ -301,12 +301,13 @@ class Run:
 
 
 def fit(recipe: str | os.PathLike | type, images: str | os.PathLike | list | None = None,
-        out: str | os.PathLike | None = None, arguments: Sequence[str] = (), **sections: dict[str, Any]) -> Run:
+        out: str | os.PathLike | None = None, /, arguments: Sequence[str] = (), **sections: dict[str, Any]) -> Run:
     """Fit ``images`` into the run folder ``out`` as ``embed fit`` does, and return what became of them.
 
     ``recipe`` is a recipe file, or a fitting method (a :class:`~embedding.fitting.FittingMethod`
     subclass or its class path) with its defaults; ``images`` and ``out`` default to the recipe's
-    own. ``sections`` override the recipe's sections, ``model={"steps": {"WI": 200, "Mkn": 100}}``,
+    own (positional: ``images=`` names the TensorBoard images section). ``sections`` override the recipe's
+    sections, ``model={"steps": {"WI": 200, "Mkn": 100}}``,
     ``data={"batch_size": 8}``, ``trainer=...``, ``metrics=...``, ``checkpoint=...``; ``arguments``
     are further options as ``embed fit`` takes them (``["--model.seed", "3"]``), applied last. Raises
     ``NothingFitted`` when every input failed.
