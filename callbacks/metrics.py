@@ -1,4 +1,4 @@
-"""PSNR and SSIM of every image at the end of every phase (and, if asked, every N steps inside it), to
+"""PSNR, SSIM and LPIPS of every image at the end of every phase (and, if asked, every N steps inside it), to
 TensorBoard and ``metrics.csv``; for face runs, optionally the identity distance and landmark error
 between target and render."""
 
@@ -14,10 +14,12 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from embedding.faces.descriptor import identity_distance
 from embedding.faces.landmarks import landmark_error
+from embedding.metrics import lpips_metric
 from embedding.resume import ResumeStore
 from embedding.run_folder import RunFolder, atomic_write
 
-COLUMNS = ["image", "phase", "step", "psnr", "ssim", "psnr_masked", "ssim_masked", "identity", "landmark_error"]
+COLUMNS = ["image", "phase", "step", "psnr", "ssim", "lpips", "psnr_masked", "ssim_masked", "identity",
+           "landmark_error"]
 
 
 def psnr(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -40,7 +42,8 @@ def ssim(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None =
 
 
 class EmbeddingMetrics(Callback):
-    """At each phase end: per-image PSNR/SSIM (masked variants where a mask applies), logged and written.
+    """At each phase end: per-image PSNR/SSIM/LPIPS (masked variants of the first two where a mask applies),
+    logged and written.
 
     With ``every_n_steps`` N > 0 the same rows are also written after the first step of every
     phase and every N steps of it (``step`` counts the group's steps), for curves of quality
@@ -51,6 +54,8 @@ class EmbeddingMetrics(Callback):
     mid-group checkpoint covers are dropped, so a resumed run writes each row once.
 
     Args:
+        lpips: measure LPIPS (AlexNet, :func:`embedding.metrics.lpips_metric`: images larger than 256²
+            are resized down to 256² first, as the field reports it); ``--metrics.lpips false`` skips it.
         identity: also measure faces (``--metrics.identity true``): ``identity`` is the Euclidean
             distance between the face descriptors of target and render (dlib's ResNet descriptor;
             below ~0.6 is the same person) and ``landmark_error`` the mean distance between their
@@ -59,10 +64,11 @@ class EmbeddingMetrics(Callback):
             (``--metrics.every_n_steps 50``); 0 measures at phase ends only.
     """
 
-    def __init__(self, identity: bool = False, every_n_steps: int = 0) -> None:
+    def __init__(self, identity: bool = False, every_n_steps: int = 0, lpips: bool = True) -> None:
         if every_n_steps < 0:
             raise ValueError(f"metrics.every_n_steps must be ≥ 0, got {every_n_steps}")
         self.identity = identity
+        self.lpips = lpips
         self.every_n_steps = every_n_steps
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -78,7 +84,7 @@ class EmbeddingMetrics(Callback):
         failed = pl_module.failed
         view = pl_module.view(batch)
         rows = [row for row in self.measure(view.compared, view.reference, view.measure_mask, progress.stems,
-                                            phase, progress.step, self.identity)
+                                            phase, progress.step, self.identity, self.lpips)
                 if row["image"] not in failed]
         if trainer.logger is not None:
             for row in rows:
@@ -94,14 +100,16 @@ class EmbeddingMetrics(Callback):
     @staticmethod
     @torch.no_grad()
     def measure(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, stems: list[str], phase: str,
-                step: int, identity: bool = False) -> list[dict]:
+                step: int, identity: bool = False, lpips: bool = True) -> list[dict]:
         """One row per image: ``render`` against ``target``, masked columns where ``mask`` has holes.
 
-        Face columns only with ``identity``.
+        Face columns only with ``identity``; LPIPS unless ``lpips`` is false.
         """
         target, mask = target.float(), mask.float()
         render = render.float().clamp(-1, 1)
         values = {"psnr": psnr(render, target), "ssim": ssim(render, target)}
+        if lpips:
+            values["lpips"] = lpips_metric(render, target)
         if identity:
             values["identity"] = identity_distance(render, target)
             values["landmark_error"] = landmark_error(render, target)
@@ -134,10 +142,11 @@ class EmbeddingMetrics(Callback):
         if not folder.metrics_csv.exists():
             return
         with open(folder.metrics_csv, newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
         resumed = ResumeStore(folder.root).steps_done()
         kept = [r for r in rows if folder.is_done(r["image"]) or int(r["step"]) <= resumed.get(r["image"], -1)]
-        if len(kept) != len(rows):
+        if len(kept) != len(rows) or reader.fieldnames != COLUMNS:  # a file of an older version: new columns
             write_metrics(folder, kept)
 
 
