@@ -21,7 +21,8 @@ from .dgp.weights import diff_record, render_stacked, stacked_parameters
 from .fitting import FitResult, FittingMethod
 from .latents import Latents
 from .losses import EmbeddingLoss
-from .perceptual import Request, load_perceptual
+from .metrics import lpips
+from .perceptual import PerceptualNetwork, Request, load_perceptual
 from .phases import Schedule
 
 Batch = dict
@@ -47,7 +48,9 @@ class PTIModule(FittingMethod):
         pivot_steps / tune_steps: steps of the two phases (the paper: 450 and 350).
         pivot_lr / tune_lr: their Adam learning rates (the paper: 5e-3 and 3e-4).
         mse / percept: weights of the pixel MSE (0-255 units) and the perceptual distance, as in
-            Image2StyleGAN's WI phase.
+            Image2StyleGAN's WI phase; no perceptual network is loaded when ``percept`` is 0.
+        lpips: weight of the LPIPS distance (AlexNet, :func:`embedding.metrics.lpips`), PTI's own
+            loss beside MSE.
         locality: weight of the locality regulariser λ_R (the paper: 0.1); 0 switches it off.
         locality_alpha: α, how far from the pivot the regulariser's codes lie (the paper: 30).
         perceptual: the perceptual network (:mod:`embedding.perceptual`), ``auto`` as for the embedding.
@@ -67,6 +70,7 @@ class PTIModule(FittingMethod):
         tune_lr: float = 3e-4,
         mse: float = 1e-5,
         percept: float = 1e-5,
+        lpips: float = 0.0,
         locality: float = 0.1,
         locality_alpha: float = 30.0,
         perceptual: str = "auto",
@@ -80,9 +84,11 @@ class PTIModule(FittingMethod):
         self.use_generator(generator)
         self.schedule = Schedule([TuningPhase("pivot", pivot_steps, pivot_lr),
                                   TuningPhase("tune", tune_steps, tune_lr)])
-        net = load_perceptual(perceptual, Request(generator, vgg_weights, None, discriminator))
-        self.perceptual = net
-        self.loss_fn = EmbeddingLoss(net.features, net.percept_layers, net.style_layers, net.feature_scale)
+        self.perceptual: PerceptualNetwork | None = None
+        self.loss_fn = EmbeddingLoss(None)
+        if percept:
+            self.perceptual = net = load_perceptual(perceptual, Request(generator, vgg_weights, None, discriminator))
+            self.loss_fn = EmbeddingLoss(net.features, net.percept_layers, net.style_layers, net.feature_scale)
         self.latent: nn.Parameter | None = None
         self.weights = nn.ParameterList()
         self.weight_names: list[str] = []
@@ -98,8 +104,7 @@ class PTIModule(FittingMethod):
         self.latent = nn.Parameter(start.clone().to(self.device))
         self.weight_names, self.weights = stacked_parameters(self.generator.synthesis, count)
         self.target = batch["image"].float()
-        with torch.no_grad():
-            self.target_features = self.loss_fn.target_features(self.target, self.loss_fn.percept_layers)
+        self.target_features = self._features(self.target)
 
     def group_parameters(self) -> dict[str, Tensor]:
         return {"latent": self.latent, **dict(zip(self.weight_names, self.weights, strict=True))}
@@ -121,10 +126,23 @@ class PTIModule(FittingMethod):
         """Each image's pivot through its own copy of the weights (the generator's fixed noise)."""
         return render_stacked(self.generator.synthesis, self.weight_names, list(self.weights), self.w_plus)
 
+    def _features(self, images: Tensor) -> dict[str, Tensor] | None:
+        """The perceptual features of fixed ``images`` (None without a perceptual term)."""
+        return self.loss_fn.target_features(images, self.loss_fn.percept_layers) if self.perceptual else None
+
+    def _distance(self, render: Tensor, target: Tensor,
+                  features: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per image: weighted MSE, perceptual distance and LPIPS between ``render`` and ``target``."""
+        hp = self.hparams
+        total, terms = self.loss_fn(render, target, w_mse1=hp.mse, w_percept=hp.percept, x_features=features)
+        if hp.lpips:
+            terms["lpips"] = lpips(render, target)
+            total = total + hp.lpips * terms["lpips"]
+        return total, terms
+
     def per_image_loss(self, render: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         hp = self.hparams
-        total, terms = self.loss_fn(render, self.target, w_mse1=hp.mse, w_percept=hp.percept,
-                                    x_features=self.target_features)
+        total, terms = self._distance(render, self.target, self.target_features)
         if self.phase.name == "tune" and hp.locality:
             terms["locality"] = self._locality()
             total = total + hp.locality * terms["locality"]
@@ -141,9 +159,8 @@ class PTIModule(FittingMethod):
             w_r = pivot + hp.locality_alpha * away / away.norm(dim=-1, keepdim=True)
             ws = w_r.expand(-1, g.num_ws, -1)
             before = g.synthesis(ws, noise_mode="const")
-            before_features = self.loss_fn.target_features(before, self.loss_fn.percept_layers)
         after = render_stacked(g.synthesis, self.weight_names, list(self.weights), ws)
-        return self.loss_fn(after, before, w_mse1=hp.mse, w_percept=hp.percept, x_features=before_features)[0]
+        return self._distance(after, before, self._features(before))[0]
 
     def _stream(self, stem: str) -> torch.Generator:
         """Random codes that depend on the seed, the image and the step, not on the group."""
@@ -153,7 +170,8 @@ class PTIModule(FittingMethod):
     def result(self, i: int) -> FitResult:
         """The pivot as W+ (with the fixed noise), and the tuned weights as a difference from the pretrained ones."""
         noise = [n.detach().float().cpu() for n in self.generator.synthesis.const_noise()]
-        meta = self.metadata(self.group_stems[i], latent_space="w", perceptual=self.perceptual.describe())
+        meta = self.metadata(self.group_stems[i], latent_space="w",
+                             perceptual=self.perceptual.describe() if self.perceptual else None)
         latents = Latents(self.w_plus[i].detach().float().cpu(), noise, meta)
         dtype = getattr(torch, self.hparams.diff_dtype)
         return FitResult(latents, diff_record(self.generator.synthesis, self.weight_names, list(self.weights), i,
