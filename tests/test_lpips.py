@@ -3,6 +3,7 @@ term, and weights files that are missing, truncated or hostile."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from embedding.lpips import NETS, load_lpips
 from embedding.metrics import at_metric_size, lpips, lpips_metric
 from embedding.module import EmbeddingModule
 from embedding.phases import Phase
+from embedding.run_folder import RunFolder
 from embedding.vgg import load_vgg16
 from tests.test_engine import fit
 
@@ -118,6 +120,20 @@ def test_metrics_rows_carry_lpips(golden) -> None:
     a, b = pair("faces64", golden)
     rows = EmbeddingMetrics.measure(b, a, torch.ones_like(a[:, :1]), list("abcd"), "WI", 3)
     np.testing.assert_allclose([float(r["lpips"]) for r in rows], golden["alexnet.faces64.lpips"], atol=1e-4)
+
+
+def test_a_metrics_file_of_an_older_version_gets_the_new_columns_when_a_run_starts(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    folder.latents_path("a").parent.mkdir(parents=True)
+    folder.latents_path("a").touch()  # "a" is finished
+    folder.metrics_csv.write_text("image,phase,step,psnr,ssim,psnr_masked,ssim_masked,identity,landmark_error\n"
+                                  "a,WI,5,20.0,0.5,,,,\n")
+    EmbeddingMetrics._prune(folder)
+    EmbeddingMetrics._append(folder, [{"image": "b", "phase": "WI", "step": 5, "psnr": "21.0", "ssim": "0.6",
+                                       "lpips": "0.2"}])
+    with open(folder.metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["image"], r["psnr"], r["lpips"]) for r in rows] == [("a", "20.0", ""), ("b", "21.0", "0.2")]
 
 
 def test_an_lpips_phase_term_pulls_the_render_towards_the_photo(tiny_generator_file, tmp_path: Path) -> None:

@@ -132,3 +132,11 @@ def test_face_network_compares_faces_through_the_shipped_descriptor():
     loss.sum().backward()
     assert render.grad.abs().sum() > 0
 
+
+
+def test_vgg16_takes_image2stylegans_layers_as_well(tiny_generator_file):
+    layers = ["conv1_1", "conv1_2", "conv3_2", "conv4_2"]
+    module = EmbeddingModule(str(tiny_generator_file), perceptual="vgg16", percept_layers=layers)
+    features = module.loss_fn.target_features(torch.zeros(1, 3, 32, 32), module.loss_fn.percept_layers)
+    assert list(features) == layers and features["conv4_2"].shape == (1, 512, 4, 4)
+    assert recorded_network(module).startswith("vgg16 (ImageNet")
