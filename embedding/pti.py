@@ -2,10 +2,11 @@
 
 Phase ``pivot``: one W code per image (shared by every layer), from the mean code, the generator
 fixed. Phase ``tune``: the pivot fixed, each image's own copy of the synthesis weights moves
-(DGP's stacked copies). Both minimise pixel MSE plus the perceptual distance to the photo (Eq. 1's
-WI terms); tuning adds the locality regulariser: codes ``w_r = w_p + α (w_z − w_p)/‖w_z − w_p‖``
-toward random codes ``w_z`` must render as the pretrained generator renders them. The result is
-the pivot as a latents record and the tuned generator as a weight difference, as for DGP.
+(DGP's stacked copies). Both minimise pixel MSE plus a perceptual distance to the photo: LPIPS
+(PTI's own, the default) and/or Eq. 1's perceptual term. Tuning adds the locality
+regulariser: codes ``w_r = w_p + α (w_z − w_p)/‖w_z − w_p‖`` toward random codes ``w_z`` must
+render as the pretrained generator renders them. The result is the pivot as a latents record and
+the tuned generator as a weight difference, as for DGP.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ class PTIModule(FittingMethod):
         generator: checkpoint path or ``"default"``.
         pivot_steps / tune_steps: steps of the two phases (the paper: 450 and 350).
         pivot_lr / tune_lr: their Adam learning rates (the paper: 5e-3 and 3e-4).
-        mse / percept: weights of the pixel MSE (0-255 units) and the perceptual distance, as in
-            Image2StyleGAN's WI phase; no perceptual network is loaded when ``percept`` is 0.
-        lpips: weight of the LPIPS distance (AlexNet, :func:`embedding.metrics.lpips`), PTI's own
-            loss beside MSE.
+        mse / percept: weights of the pixel MSE (0-255 units) and of Eq. 1's perceptual distance (off by
+            default); no perceptual network is loaded when ``percept`` is 0.
+        lpips: weight of the LPIPS distance (AlexNet, :func:`embedding.metrics.lpips`), PTI's own loss:
+            PTI weighs MSE on [-1, 1] images and LPIPS 1 : 1, and ``mse`` 1e-5 in 0-255 units is
+            1e-5 × 127.5² ≈ 0.16 in [-1, 1] units.
         locality: weight of the locality regulariser λ_R (the paper: 0.1); 0 switches it off.
         locality_alpha: α, how far from the pivot the regulariser's codes lie (the paper: 30).
         perceptual: the perceptual network (:mod:`embedding.perceptual`), ``auto`` as for the embedding.
@@ -69,8 +71,8 @@ class PTIModule(FittingMethod):
         pivot_lr: float = 5e-3,
         tune_lr: float = 3e-4,
         mse: float = 1e-5,
-        percept: float = 1e-5,
-        lpips: float = 0.0,
+        percept: float = 0.0,
+        lpips: float = 0.16,
         locality: float = 0.1,
         locality_alpha: float = 30.0,
         perceptual: str = "auto",
