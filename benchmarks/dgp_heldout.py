@@ -44,7 +44,7 @@ def run(task: str, method: str, photos: list[Path], stage_steps: int, root: Path
                   model={"steps": f"{{{stages}}}"}, data={"crop": FACE_BOX, "batch_size": len(photos)},
                   trainer={"enable_progress_bar": False})
     rows = final_rows(root / "metrics.csv")
-    out = {key: statistics.mean(float(r[key]) for r in rows) for key in ("psnr", "ssim")}
+    out = {key: statistics.mean(float(r[key]) for r in rows) for key in ("psnr", "ssim", "lpips")}
     if rows[0]["psnr_masked"]:
         out["hole"] = statistics.mean(float(r["psnr_masked"]) for r in rows)
     out["seconds"] = time.monotonic() - start
@@ -69,10 +69,11 @@ def main() -> None:
                 folder = base / f"{task}-{method.split()[0].replace('+', 'plus')}"
                 results[task, method] = run(task, method, photos, args.stage_steps, folder, args.embed_args)
     print(f"\n{len(photos)} held-out CelebA photos, 64² default generator, 5 stages × {args.stage_steps} steps")
-    print(f"{'task':<9} {'method':<13} {'PSNR dB':>8} {'SSIM':>7} {'hole PSNR':>10} {'time s':>7}")
+    print(f"{'task':<9} {'method':<13} {'PSNR dB':>8} {'SSIM':>7} {'LPIPS':>6} {'hole PSNR':>10} {'time s':>7}")
     for (task, method), r in results.items():
         hole = f"{r['hole']:.2f}" if "hole" in r else "-"
-        print(f"{task:<9} {method:<13} {r['psnr']:>8.2f} {r['ssim']:>7.4f} {hole:>10} {r['seconds']:>7.0f}")
+        print(f"{task:<9} {method:<13} {r['psnr']:>8.2f} {r['ssim']:>7.4f} {r['lpips']:>6.3f} {hole:>10} "
+              f"{r['seconds']:>7.0f}")
 
 
 if __name__ == "__main__":

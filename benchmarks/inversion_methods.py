@@ -48,7 +48,7 @@ from embedding.faces.descriptor import identity_distance
 from embedding.generators import Generator
 from embedding.images import read_image
 from embedding.latents import Latents
-from embedding.metrics import psnr, ssim
+from embedding.metrics import lpips_metric, psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -120,11 +120,12 @@ def renders(base: Generator, records: list[Latents], direction: Direction | None
 @torch.no_grad()
 def measure(base: Generator, records: list[Latents], targets: torch.Tensor, direction: Direction, attribute: str,
             strength: float) -> dict[str, float]:
-    """Mean PSNR, SSIM, identity distance of the results; the edit's score change and identity drift."""
+    """Mean PSNR, SSIM, LPIPS, identity distance of the results; the edit's score change and identity drift."""
     images = renders(base, records)
     edited = renders(base, records, direction, strength)
     score = ATTRIBUTE_SCORES[attribute]
     return {"psnr": psnr(images, targets).mean().item(), "ssim": ssim(images, targets).mean().item(),
+            "lpips": lpips_metric(images, targets).mean().item(),
             "identity": identity_distance(images, targets).mean().item(),
             "edit_change": (score(face_attributes(edited)) - score(face_attributes(images))).mean().item(),
             "edit_identity": identity_distance(edited, images).mean().item()}
@@ -237,10 +238,10 @@ def main() -> None:
              for m, r in results.items()}
     print(f"\n{len(photos)} held-out CelebA photos, 64² default generator, {args.steps} steps a phase; "
           f"edit: {args.attribute} boundary × {args.strength:g}")
-    print(f"{'method':<11} {'PSNR dB':>8} {'SSIM':>6} {'identity':>9} {'s/photo':>8} "
+    print(f"{'method':<11} {'PSNR dB':>8} {'SSIM':>6} {'LPIPS':>6} {'identity':>9} {'s/photo':>8} "
           f"{'Δ ' + args.attribute:>9} {'edit identity':>14}")
     for method, r in table.items():
-        print(f"{method:<11} {r['psnr']:>8.2f} {r['ssim']:>6.3f} {r['identity']:>9.3f} "
+        print(f"{method:<11} {r['psnr']:>8.2f} {r['ssim']:>6.3f} {r['lpips']:>6.3f} {r['identity']:>9.3f} "
               f"{seconds[method] / len(photos):>8.3f} {r['edit_change']:>+9.3f} {r['edit_identity']:>14.3f}")
 
     if {"W+ & noise", "hybrid"} <= set(results):

@@ -32,15 +32,18 @@ def held_out_photos(count: int, fraction: float, folder: Path = PHOTOS) -> list[
     return [p for p in sorted(folder.glob("*.jpg")) if is_held_out(p, fraction)][:count]
 
 
+COLUMNS = ("psnr", "ssim", "lpips", "identity", "landmark_error")
+
+
 def summarise(metrics_csv: Path) -> None:
     """Mean ± sd of each metric per phase; the face columns when the run measured them."""
     by_phase: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
-            for key in ("psnr", "ssim", "identity", "landmark_error"):
+            for key in COLUMNS:
                 if row.get(key):
                     by_phase[row["phase"]][key].append(float(row[key]))
-    keys = [k for k in ("psnr", "ssim", "identity", "landmark_error") if any(k in v for v in by_phase.values())]
+    keys = [k for k in COLUMNS if any(k in v for v in by_phase.values())]
     print(f"{'phase':>6} {'images':>6} " + " ".join(f"{k + ' (mean ± sd)':>26}" for k in keys))
     for phase, values in by_phase.items():
         cells = [f"{statistics.mean(values[k]):>17.4f} ± {statistics.pstdev(values[k]):<6.4f}" for k in keys]

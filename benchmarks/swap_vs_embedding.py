@@ -26,7 +26,7 @@ from datamodules.training import is_held_out
 from embedding.commands import main as embed
 from embedding.images import read_image, resolve_images
 from embedding.methods.swapping.codes import load_autoencoder
-from embedding.metrics import psnr, ssim
+from embedding.metrics import lpips_metric, psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 FACE_BOX = [25, 57, 153, 185]  # the face square of CelebA's aligned 178×218 photos, as both models were trained
@@ -49,7 +49,8 @@ def autoencoder_row(paths: list[Path], source: str) -> dict:
         recon = ae(photos).clamp(-1, 1)
         seconds = time.perf_counter() - start
     return {"method": "Swapping Autoencoder (encode + decode)", "psnr": float(psnr(recon, photos).mean()),
-            "ssim": float(ssim(recon, photos).mean()), "seconds": seconds / len(paths)}
+            "ssim": float(ssim(recon, photos).mean()), "lpips": float(lpips_metric(recon, photos).mean()),
+            "seconds": seconds / len(paths)}
 
 
 def embedding_row(paths: list[Path], steps: int, batch: int) -> dict:
@@ -64,7 +65,8 @@ def embedding_row(paths: list[Path], steps: int, batch: int) -> dict:
             rows = [r for r in csv.DictReader(f) if r["phase"] == "Mkn"]
     return {"method": f"W+ & noise optimisation ({steps} + {steps} steps)",
             "psnr": sum(float(r["psnr"]) for r in rows) / len(rows),
-            "ssim": sum(float(r["ssim"]) for r in rows) / len(rows), "seconds": seconds / len(paths)}
+            "ssim": sum(float(r["ssim"]) for r in rows) / len(rows),
+            "lpips": sum(float(r["lpips"]) for r in rows) / len(rows), "seconds": seconds / len(paths)}
 
 
 def main() -> None:
@@ -79,10 +81,10 @@ def main() -> None:
     paths = held_out(args.images, args.count)
     rows = [autoencoder_row(paths, args.autoencoder), embedding_row(paths, args.steps, args.batch)]
     print(f"{len(paths)} held-out CelebA photos, 64², {torch.get_num_threads()} CPU threads")
-    print("| method | PSNR dB | SSIM | s / photo |")
-    print("|---|---|---|---|")
+    print("| method | PSNR dB | SSIM | LPIPS | s / photo |")
+    print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.4f} |")
+        print(f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['lpips']:.3f} | {r['seconds']:.4f} |")
     print(f"one forward pass is {rows[1]['seconds'] / rows[0]['seconds']:.0f}× faster per photo")
 
 

@@ -1,4 +1,4 @@
-"""PSNR and SSIM of every image at the end of every phase (and, if asked, every N steps inside it), to
+"""PSNR, SSIM and LPIPS of every image at the end of every phase (and, if asked, every N steps inside it), to
 TensorBoard and ``metrics.csv``; for face runs, optionally the identity distance and landmark error
 between target and render."""
 
@@ -13,7 +13,8 @@ from embedding.metrics import COLUMNS, append_metrics, measure, read_metrics, wr
 
 
 class EmbeddingMetrics(Callback):
-    """At each phase end: per-image PSNR/SSIM (masked variants where a mask applies), logged and written.
+    """At each phase end: per-image PSNR/SSIM/LPIPS (masked variants of the first two where a mask applies),
+    logged and written.
 
     With ``every_n_steps`` N > 0 the same rows are also written after the first step of every
     phase and every N steps of it (``step`` counts the group's steps), for curves of quality
@@ -24,6 +25,8 @@ class EmbeddingMetrics(Callback):
     mid-group checkpoint covers are dropped, so a resumed run writes each row once.
 
     Args:
+        lpips: measure LPIPS (AlexNet, :func:`embedding.metrics.lpips_metric`: images larger than 256²
+            are resized down to 256² first, as the field reports it); ``--metrics.lpips false`` skips it.
         identity: also measure faces (``--metrics.identity true``): ``identity`` is the Euclidean
             distance between the face descriptors of target and render (dlib's ResNet descriptor;
             below ~0.6 is the same person) and ``landmark_error`` the mean distance between their
@@ -36,13 +39,14 @@ class EmbeddingMetrics(Callback):
     """
 
     def __init__(self, identity: bool = False, every_n_steps: int = 0,
-                 face_box: str | list[float] = "auto") -> None:
+                 face_box: str | list[float] = "auto", lpips: bool = True) -> None:
         if every_n_steps < 0:
             raise ValueError(f"metrics.every_n_steps must be ≥ 0, got {every_n_steps}")
         resolve_face_box(face_box, 1024)  # refuse a bad box before the run starts
         self.identity = identity
         self.every_n_steps = every_n_steps
         self.face_box = face_box
+        self.lpips = lpips
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero:
@@ -57,7 +61,7 @@ class EmbeddingMetrics(Callback):
         failed = pl_module.failed
         view = pl_module.view(batch)
         rows = [row for row in measure(view.compared, view.reference, view.measure_mask, progress.stems,
-                                       phase, progress.step, self.identity, self.face_box)
+                                       phase, progress.step, self.identity, self.face_box, self.lpips)
                 if row["image"] not in failed]
         if trainer.logger is not None:
             for row in rows:
@@ -75,5 +79,5 @@ class EmbeddingMetrics(Callback):
         rows = read_metrics(folder)
         resumed = ResumeStore(folder.root).steps_done()
         kept = [r for r in rows if folder.is_done(r["image"]) or int(r["step"]) <= resumed.get(r["image"], -1)]
-        if len(kept) != len(rows):
+        if len(kept) != len(rows) or (rows and list(rows[0]) != COLUMNS):  # an older version's file: new columns
             write_metrics(folder, kept)

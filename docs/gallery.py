@@ -1,7 +1,7 @@
 """Make the README gallery: run every application recipe and edit with ``embed``, then lay out the results.
 
-    python docs/gallery.py                         # ImageNet VGG-16 from the torch hub cache
-    python docs/gallery.py --vgg-weights random    # where those weights cannot be had (as for the shipped figures)
+    python docs/gallery.py                         # the shipped ImageNet VGG-16
+    python docs/gallery.py --vgg-weights random    # random VGG-16, as the README's figures were made
 
 Runs land in ``runs/gallery/<application>``; a rerun skips what is finished. Each figure is
 ``docs/gallery/<application>.png``: the inputs, then the renders the run wrote.

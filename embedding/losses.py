@@ -22,6 +22,10 @@ from embedding.faces.descriptor import face_descriptors
 PIXEL_SCALE = 127.5  # [-1, 1] differences to the paper's 0–255 pixel units
 # torchvision's VGG sees (x/255 − μ)/σ; a VGG fed mean-subtracted 0–255 pixels sees 255·σ times that.
 # Features grow about linearly with the input scale, so this factor puts them in the paper's units.
+# With ImageNet VGG-16 and the recipes' weights (percept = mse1 = 1e-5), the perceptual term then starts at
+# 30× the MSE term on held-out CelebA photos with the 64² default generator (7× with vgg_resize 256). On 8 of
+# them, 100 W+ steps with the features scaled by 1, 0.3, 0.1 and 0 (MSE alone) end at 14.9, 17.2, 18.2 and
+# 18.1 dB PSNR and LPIPS 0.202, 0.188, 0.194 and 0.208: the paper's balance is perceptual-heavy.
 PAPER_FEATURE_SCALE = 255 * 0.226
 # Image2StyleGAN++'s perceptual layers; Image2StyleGAN used conv1_1, conv1_2, conv3_2, conv4_2 on 256² inputs.
 PERCEPT_LAYERS = ("conv1_1", "conv1_2", "conv2_2", "conv3_3")

@@ -2,7 +2,7 @@
 
 A mask comes from a file (matched by stem in a masks folder, or one file named in
 the recipe) or from a shape given in the recipe (:class:`MaskSpec`). Files are read
-by :mod:`datamodules.images` with the same crop as their image and nearest-neighbour
+by :mod:`embedding.images` with the same crop as their image and nearest-neighbour
 sampling, so a binary mask stays binary; soft edges come only from ``blur_sigma``.
 
 Processing order: binary mask -> ``invert`` -> ``dilate`` -> ``blur_sigma``. The

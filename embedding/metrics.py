@@ -1,5 +1,11 @@
-"""How close a render is to its photo: PSNR, SSIM and the face measures, per image, and the run folder's
-``metrics.csv`` that records them (one row per image and measured step)."""
+"""How close a render is to its photo: PSNR, SSIM, LPIPS and the face measures, per image, and the run
+folder's ``metrics.csv`` that records them (one row per image and measured step).
+
+LPIPS is the field's perceptual distance: inversion papers and toolboxes report it with AlexNet at
+256² (FFHQ's 1024² images are scored after resizing to 256²). :func:`lpips_metric` does the same:
+larger images are resized down to 256² (bilinear, antialiased) first, smaller ones are scored at
+their own size.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,17 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from embedding.files import atomic_write
 from embedding.fitting.run_folder import RunFolder
+from embedding.lpips import LPIPS, MIN_SIZE, Net, load_lpips
 
-COLUMNS = ["image", "phase", "step", "psnr", "ssim", "psnr_masked", "ssim_masked", "identity", "landmark_error"]
+COLUMNS = ["image", "phase", "step", "psnr", "ssim", "lpips", "psnr_masked", "ssim_masked", "identity",
+           "landmark_error"]
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # the Gaussian window of Wang et al. (2004)
+METRIC_SIZE = 256
+_NETWORKS: dict[tuple[str, torch.device], LPIPS] = {}
 
 
 def psnr(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -51,17 +62,49 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> torch
     return (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a.square() + mu_b.square() + c1) * (var_a + var_b + c2))
 
 
+def lpips(a: Tensor, b: Tensor, net: Net = "alex") -> Tensor:
+    """Per-image LPIPS v0.1 distance ``[N]`` between images ``[N, 3, H, W]`` in [-1, 1] (0: the same image).
+
+    Differentiable (a loss term can use it); ``net`` is ``alex`` (the field's metric) or ``vgg``.
+    The network is loaded once per device and kept.
+    """
+    key = (net, a.device)
+    if key not in _NETWORKS:
+        _NETWORKS[key] = load_lpips(net).to(a.device)
+    return _NETWORKS[key](a.float(), b.float())
+
+
+def at_metric_size(images: Tensor) -> Tensor:
+    """``images`` resized (bilinear, antialiased) so that neither side exceeds 256 pixels; smaller ones unchanged."""
+    height, width = images.shape[-2:]
+    longest = max(height, width)
+    if longest <= METRIC_SIZE:
+        return images
+    size = (round(height * METRIC_SIZE / longest), round(width * METRIC_SIZE / longest))
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def lpips_metric(render: Tensor, target: Tensor, net: Net = "alex") -> Tensor:
+    """LPIPS as reported: both images at no more than 256² (:func:`at_metric_size`), without gradients."""
+    with torch.no_grad():
+        return lpips(at_metric_size(render), at_metric_size(target), net)
+
+
 @torch.no_grad()
 def measure(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, stems: list[str], phase: str,
-            step: int, identity: bool = False, face_box: str | Sequence[float] = "auto") -> list[dict]:
+            step: int, identity: bool = False, face_box: str | Sequence[float] = "auto",
+            lpips: bool = True) -> list[dict]:
     """One ``metrics.csv`` row per image: ``render`` against ``target``, masked columns where ``mask`` has holes.
 
     Face columns (``identity``, ``landmark_error``) only with ``identity``, measured on the face
-    (``face_box``, see :func:`embedding.faces.crop.resolve_face_box`).
+    (``face_box``, see :func:`embedding.faces.crop.resolve_face_box`); LPIPS unless ``lpips`` is false or the
+    images are smaller than AlexNet's 31².
     """
     target, mask = target.float(), mask.float()
     render = render.float().clamp(-1, 1)
     values = {"psnr": psnr(render, target), "ssim": ssim(render, target)}
+    if lpips and min(render.shape[-2:]) >= MIN_SIZE["alexnet"]:  # smaller images (a DGP input at 8²) go without
+        values["lpips"] = lpips_metric(render, target)
     if identity:
         from embedding.faces.crop import resolve_face_box
         from embedding.faces.descriptor import identity_distance

@@ -2,14 +2,14 @@
 
 | name | features | needs |
 |---|---|---|
-| ``vgg16`` | torchvision's ImageNet VGG-16, conv1_1, conv1_2, conv2_2, conv3_3 (the paper's) | the ImageNet file |
+| ``vgg16`` | torchvision's ImageNet VGG-16, conv1_1, conv1_2, conv2_2, conv3_3 (the paper's) | nothing (shipped) |
 | ``discriminator`` | every block of the generator's own discriminator (as Deep Generative Prior) | a D beside G |
 | ``face`` | the face descriptor's stem and four residual stages (dlib's ResNet, shipped) | nothing; faces only |
 | ``vgg16-random`` | VGG-16 with seeded random weights: a stand-in for tests, never a default | nothing |
 
-``auto`` (the default) takes ``vgg16`` when the ImageNet file is present (or a VGG-16 file is
-given), else ``discriminator``, the better of the offline networks on held-out photos (README),
-and says so in the log. Other networks (a face descriptor, say) join with :func:`register`.
+``auto`` (the default) takes ``vgg16``, with the weights ``vgg_weights`` names (the shipped ImageNet
+copy unless another file is given), and ``vgg16-random`` only when ``vgg_weights`` is ``random``.
+Other networks join with :func:`register`.
 
 Every network maps images in [-1, 1] to named feature maps; its ``feature_scale`` puts the
 features in units where the recipes' perceptual weights keep their balance against MSE.
@@ -17,25 +17,20 @@ features in units where the recipes' perceptual weights keep their balance again
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from torch import Tensor, nn
 
 from embedding.losses import PAPER_FEATURE_SCALE, PERCEPT_LAYERS, STYLE_LAYERS
 
-logger = logging.getLogger(__name__)
-
 # Discriminator features are multiplied by this so that the recipes' weights (percept = mse1 = 1e-5) keep
-# VGG-16's balance: fitting 16 held-out CelebA photos with the default generator from the mean latent, the
-# perceptual term starts at 6% of the MSE term, as VGG-16's in the paper's units does (5%; measured with
-# random weights, the ImageNet file not being at hand).
-DISCRIMINATOR_FEATURE_SCALE = 30.0
-# The same balance for the face descriptor's maps, measured the same way (benchmarks/perceptual_networks.py).
-FACE_FEATURE_SCALE = 7.5
+# ImageNet VGG-16's balance in the paper's units (PAPER_FEATURE_SCALE): fitting 16 held-out CelebA photos with
+# the default generator from the mean latent, VGG-16's perceptual term starts at 30× the MSE term (7× with
+# vgg_resize 256); the discriminator's, with this scale, at 30× too (benchmarks/perceptual_networks.py).
+DISCRIMINATOR_FEATURE_SCALE = 675.0
+# The same balance for the face descriptor's maps, measured the same way.
+FACE_FEATURE_SCALE = 170.0
 
 
 @dataclass(frozen=True)
@@ -89,18 +84,8 @@ def load_perceptual(name: str, request: Request) -> PerceptualNetwork:
 
 
 def _auto(request: Request) -> str:
-    """``vgg16`` with real weights at hand, explicit random VGG when asked for, else ``discriminator``."""
-    from embedding.vgg import imagenet_cache_path
-
-    if request.vgg_weights == "random":
-        return "vgg16-random"
-    if request.vgg_weights != "imagenet" or imagenet_cache_path().is_file():
-        return "vgg16"
-    logger.warning("perceptual loss: the ImageNet VGG-16 file is not at %s, so the generator's own discriminator "
-                   "gives the features (model.perceptual: discriminator). For the paper's VGG-16, copy "
-                   "vgg16-397923af.pth there or pass --model.vgg_weights /path/to/vgg16.pth",
-                   imagenet_cache_path())
-    return "discriminator"
+    """``vgg16`` (the paper's network), or ``vgg16-random`` when random weights are asked for."""
+    return "vgg16-random" if request.vgg_weights == "random" else "vgg16"
 
 
 class NamedFeatures(nn.Module):
@@ -145,21 +130,20 @@ class DiscriminatorFeatures(nn.Module):
 
 
 def _vgg16(request: Request) -> PerceptualNetwork:
-    from embedding.vgg import imagenet_cache_path, load_vgg16
+    from embedding.vgg import load_vgg16, weights_source
 
     weights = request.vgg_weights
     if weights == "random":
         raise ValueError("vgg16 with random weights is `model.perceptual: vgg16-random`, a stand-in for tests")
-    source = str(imagenet_cache_path()) if weights == "imagenet" else os.fspath(Path(weights))
     return PerceptualNetwork("vgg16", load_vgg16(weights, request.vgg_resize), PERCEPT_LAYERS,
-                             STYLE_LAYERS, PAPER_FEATURE_SCALE, source)
+                             STYLE_LAYERS, PAPER_FEATURE_SCALE, weights_source(weights))
 
 
 def _vgg16_random(request: Request) -> PerceptualNetwork:
-    from embedding.vgg import load_vgg16
+    from embedding.vgg import load_vgg16, weights_source
 
     return PerceptualNetwork("vgg16-random", load_vgg16("random", request.vgg_resize), PERCEPT_LAYERS,
-                             STYLE_LAYERS, PAPER_FEATURE_SCALE, "random weights, seed 0")
+                             STYLE_LAYERS, PAPER_FEATURE_SCALE, weights_source("random"))
 
 
 def _discriminator(request: Request) -> PerceptualNetwork:

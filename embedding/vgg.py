@@ -1,4 +1,9 @@
-"""Frozen VGG-16 feature extractor for the perceptual and style losses, and its weight loading."""
+"""Frozen VGG-16 feature extractor for the perceptual and style losses, and its weight loading.
+
+Weights: ``imagenet``, the shipped copy of torchvision's ImageNet VGG-16 (:mod:`embedding.imagenet`);
+``torchvision``, torchvision's own file from the torch hub cache (downloaded when missing and online);
+a path to a VGG-16 state dict; or ``random`` (seeded, for tests).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,17 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
+
+from .imagenet import SHIPPED, check_state, read_state_dict, shipped_path, shipped_state, tap, vgg16_trunk
 
 logger = logging.getLogger(__name__)
 
-# Index in `torchvision.models.vgg16().features` of the ReLU that follows each named convolution.
+TORCHVISION_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+# Index in `torchvision.models.vgg16().features` (and `vgg16_trunk()`) of the ReLU that follows each named convolution.
 LAYER_INDEX: dict[str, int] = {
     "conv1_1": 1, "conv1_2": 3,
     "conv2_1": 6, "conv2_2": 8,
@@ -32,6 +38,7 @@ class VGG16Features(nn.Module):
     """VGG-16 convolutional stack, frozen, returning post-ReLU activations of named layers.
 
     Starts with deterministic random weights (seed 0); `load_vgg16` puts real weights in.
+    `features` is laid out as torchvision's `vgg16().features`, so its state dicts load unchanged.
     Inputs are RGB in [-1, 1] (the generator's range); they are mapped to [0, 1], optionally
     resized to `resize`² (bilinear, antialiased), and normalised with the ImageNet mean/std
     that torchvision's weights expect.
@@ -39,9 +46,7 @@ class VGG16Features(nn.Module):
 
     def __init__(self, resize: int | None = None) -> None:
         super().__init__()
-        with torch.device("meta"):
-            features = torchvision.models.vgg16(weights=None).features
-        self.features = features.to_empty(device="cpu")
+        self.features = vgg16_trunk()
         self.resize = resize
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -71,16 +76,11 @@ class VGG16Features(nn.Module):
 
     def forward(self, x: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
         """Post-ReLU activations of `layers`, running the network only as deep as the deepest one."""
-        wanted = {_layer_index(name): name for name in layers}
-        if not wanted:
+        names = list(dict.fromkeys(layers))
+        if not names:
             return {}
-        h = self._preprocess(x)
-        out: dict[str, Tensor] = {}
-        for index, module in enumerate(self.features[: max(wanted) + 1]):
-            h = module(h)
-            if index in wanted:
-                out[wanted[index]] = h
-        return out
+        indices = [_layer_index(name) for name in names]
+        return dict(zip(names, tap(self.features, self._preprocess(x), indices), strict=True))
 
 
 def _layer_index(name: str) -> int:
@@ -91,56 +91,50 @@ def _layer_index(name: str) -> int:
 
 
 def load_vgg16(weights: str | os.PathLike = "imagenet", resize: int | None = None) -> VGG16Features:
-    """VGG-16 features with `weights`: "imagenet" (torchvision's), "random" (seeded), or a `.pth` path."""
+    """VGG-16 features with `weights`: "imagenet" (shipped), "torchvision" (hub cache), "random", or a path."""
     model = VGG16Features(resize=resize)
     if weights == "random":
         logger.warning("VGG-16 has random weights: perceptual and style losses are not meaningful")
         return model
     if weights == "imagenet":
-        state, source = _imagenet_state_dict()
+        state, source = shipped_state("vgg16"), shipped_path("vgg16")
+    elif weights == "torchvision":
+        state, source = _torchvision_state_dict()
     else:
         source = Path(weights)
-        state = _read_state_dict(source)
+        state = read_state_dict(source, "VGG-16")
     model.features.load_state_dict(_features_state(state, source, model.features.state_dict()))
     return model
 
 
+def weights_source(weights: str | os.PathLike) -> str:
+    """Where `load_vgg16(weights)` takes its weights from, for the log and each latents file."""
+    if weights == "imagenet":
+        return SHIPPED
+    if weights == "torchvision":
+        return f"ImageNet: {imagenet_cache_path()}"
+    return "random weights, seed 0" if weights == "random" else os.fspath(Path(weights))
+
+
 def imagenet_cache_path() -> Path:
-    """Where torch hub keeps (and `load_vgg16("imagenet")` looks for) torchvision's VGG-16 weights."""
-    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    """Where torch hub keeps (and `load_vgg16("torchvision")` looks for) torchvision's VGG-16 weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(TORCHVISION_URL).name
 
 
-def _imagenet_state_dict() -> tuple[Mapping[str, Tensor], Path]:
+def _torchvision_state_dict() -> tuple[Mapping[str, Tensor], Path]:
     """torchvision's ImageNet VGG-16 state dict, from the hub cache or, failing that, a download."""
     path = imagenet_cache_path()
     if path.is_file():
-        return _read_state_dict(path), path
-    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+        return read_state_dict(path, "VGG-16"), path
     try:
-        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+        state = torch.hub.load_state_dict_from_url(TORCHVISION_URL, map_location="cpu", weights_only=True)
     except Exception as err:
         raise FileNotFoundError(
-            f"ImageNet VGG-16 weights are not in the torch hub cache ({path}) and downloading them "
-            f"failed ({type(err).__name__}: {err}). Either download {url} on a machine with internet "
-            f"access and copy it to {path}, or set `vgg_weights: /path/to/vgg16.pth` in the recipe "
-            f"(a torchvision VGG-16 state dict). Offline without it, `--model.perceptual discriminator` "
-            f"(or `auto`) uses the generator's own discriminator instead."
+            f"torchvision's VGG-16 weights are not in the torch hub cache ({path}) and downloading them "
+            f"failed ({type(err).__name__}: {err}). Either download {TORCHVISION_URL} on a machine with internet "
+            f"access and copy it to {path}, or use the shipped copy of the same weights (`vgg_weights: imagenet`)."
         ) from err
     return state, path
-
-
-def _read_state_dict(path: Path) -> Mapping[str, Tensor]:
-    """Load a state dict from `path` without executing pickled code, naming the file on failure."""
-    if not path.is_file():
-        raise FileNotFoundError(f"VGG-16 weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise RuntimeError(f"cannot read VGG-16 weights from {path}: {err}") from err
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path} does not hold a state dict (found {type(state).__name__})")
-    return state
 
 
 def _features_state(
@@ -150,13 +144,4 @@ def _features_state(
     prefix = "features."
     if any(key.startswith(prefix) for key in state):
         state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
-    for key in state:
-        if key not in expected:
-            raise ValueError(f"{source}: unexpected key {key!r} for a VGG-16 state dict")
-    for key, ref in expected.items():
-        if key not in state:
-            raise ValueError(f"{source}: missing key {key!r} of a VGG-16 state dict")
-        shape = tuple(getattr(state[key], "shape", ()))
-        if shape != tuple(ref.shape):
-            raise ValueError(f"{source}: key {key!r} has shape {shape}, VGG-16 expects {tuple(ref.shape)}")
-    return dict(state)
+    return check_state(state, expected, source, "a VGG-16 state dict")

@@ -267,24 +267,24 @@ def _no_download(*args: object, **kwargs: object) -> None:
     raise OSError("network is unreachable")
 
 
-def test_imagenet_without_cache_or_network_explains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchvision_without_cache_or_network_explains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_download)
     with pytest.raises(FileNotFoundError) as info:
-        load_vgg16("imagenet")
+        load_vgg16("torchvision")
     message = str(info.value)
     assert str(tmp_path / "checkpoints" / "vgg16-397923af.pth") in message
     assert "vgg_weights" in message and "https://download.pytorch.org/models/vgg16-397923af.pth" in message
     assert "network is unreachable" in message
 
 
-def test_imagenet_loads_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torchvision_loads_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_download)
     state = _perturbed_state(seed=11)
     imagenet_cache_path().parent.mkdir(parents=True)
     torch.save({"features." + key: value for key, value in state.items()}, imagenet_cache_path())
-    loaded = load_vgg16("imagenet")
+    loaded = load_vgg16("torchvision")
     assert torch.equal(loaded.features[28].weight, state["28.weight"])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from torch import nn
 
 from embedding import perceptual
 from embedding.checkpoints import load_generator, save_discriminator, save_generator
+from embedding.imagenet import SHIPPED
 from embedding.losses import perceptual_loss
 from embedding.methods.image2stylegan.module import EmbeddingModule
 from embedding.methods.image2stylegan.phases import reconstruction_phases
@@ -30,30 +30,30 @@ def empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "hub"
 
 
-def test_auto_without_the_imagenet_file_uses_the_discriminator_and_says_so(empty_hub, caplog):
-    with caplog.at_level(logging.WARNING, logger="embedding.perceptual"):
-        net = load_perceptual("auto", Request("default"))
-    assert net.name == "discriminator" and net.source == "D of default"
-    assert "ImageNet VGG-16 file is not at" in caplog.text and "discriminator" in caplog.text
+def test_auto_takes_the_shipped_imagenet_vgg16_offline(empty_hub):
+    net = load_perceptual("auto", Request("default"))
+    assert net.name == "vgg16" and net.source == SHIPPED
+    assert net.percept_layers == ("conv1_1", "conv1_2", "conv2_2", "conv3_3")
+    assert net.describe().startswith("vgg16 (ImageNet")
 
 
-def test_auto_takes_vgg16_when_its_file_is_there_and_random_only_when_asked(empty_hub, tmp_path):
+def test_vgg16_takes_torchvisions_file_or_one_given_and_random_only_when_asked(empty_hub, tmp_path):
     state = VGG16Features().features.state_dict()
     imagenet_cache_path().parent.mkdir(parents=True)
     torch.save({"features." + k: v for k, v in state.items()}, imagenet_cache_path())
-    net = load_perceptual("auto", Request("default"))
-    assert (net.name, net.source) == ("vgg16", str(imagenet_cache_path()))
-    assert net.percept_layers == ("conv1_1", "conv1_2", "conv2_2", "conv3_3")
+    net = load_perceptual("auto", Request("default", vgg_weights="torchvision"))
+    assert (net.name, net.source) == ("vgg16", f"ImageNet: {imagenet_cache_path()}")
     torch.save(state, tmp_path / "mine.pth")
-    assert load_perceptual("auto", Request(vgg_weights=str(tmp_path / "mine.pth"))).name == "vgg16"
+    mine = load_perceptual("auto", Request(vgg_weights=str(tmp_path / "mine.pth")))
+    assert (mine.name, mine.source) == ("vgg16", str(tmp_path / "mine.pth"))
     assert load_perceptual("auto", Request(vgg_weights="random")).name == "vgg16-random"
     with pytest.raises(ValueError, match="vgg16-random"):
         load_perceptual("vgg16", Request(vgg_weights="random"))
 
 
-def test_vgg16_offline_error_says_what_works_offline(empty_hub):
-    with pytest.raises(FileNotFoundError, match="--model.perceptual discriminator"):
-        load_perceptual("vgg16", Request())
+def test_torchvisions_file_offline_error_says_what_works_offline(empty_hub):
+    with pytest.raises(FileNotFoundError, match="vgg_weights: imagenet"):
+        load_perceptual("vgg16", Request(vgg_weights="torchvision"))
 
 
 def test_discriminator_features_are_its_block_outputs_at_its_input_size(tiny_discriminator):
@@ -132,3 +132,11 @@ def test_face_network_compares_faces_through_the_shipped_descriptor():
     loss.sum().backward()
     assert render.grad.abs().sum() > 0
 
+
+
+def test_vgg16_takes_image2stylegans_layers_as_well(tiny_generator_file):
+    layers = ["conv1_1", "conv1_2", "conv3_2", "conv4_2"]
+    module = EmbeddingModule(str(tiny_generator_file), perceptual="vgg16", percept_layers=layers)
+    features = module.loss_fn.target_features(torch.zeros(1, 3, 32, 32), module.loss_fn.percept_layers)
+    assert list(features) == layers and features["conv4_2"].shape == (1, 512, 4, 4)
+    assert recorded_network(module).startswith("vgg16 (ImageNet")

@@ -10,8 +10,12 @@ import torch
 
 from embedding.checkpoints import load_generator
 from embedding.commands import main as embed
+from embedding.images import read_image
 from embedding.latents import Latents, render_latents
+from embedding.methods.pti import PTIModule
+from embedding.metrics import lpips
 from tests.photos import photos
+from tests.test_engine import fit, make_items
 from tests.test_latents import assert_reproduces
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "pti.yaml"
@@ -52,3 +56,20 @@ def test_pti_tunes_each_photos_generator_around_its_pivot(tiny_generator_file, t
                 drift[run, stem] = float((record.generator().synthesis(ws, noise_mode="const") - reference)
                                          .square().mean())
     assert all(drift["local", s] < drift["free", s] for s in stems), drift
+
+
+
+def test_pti_with_lpips_alone_loads_no_perceptual_network_and_moves_towards_the_photos(tiny_generator_file,
+                                                                                         tmp_path):
+    module = PTIModule(str(tiny_generator_file), percept=0.0, lpips=0.2, pivot_steps=10, tune_steps=10,
+                       pivot_lr=0.05, tune_lr=0.01)
+    assert module.perceptual is None
+    targets = torch.stack([read_image(p, 32)[0] for p in photos(2)])
+    fit(module, make_items(targets), tmp_path, batch_size=2)
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        tuned = [float(r["lpips"]) for r in csv.DictReader(f) if r["phase"] == "tune"]
+    g = load_generator(tiny_generator_file)
+    with torch.no_grad():
+        start = lpips(g.synthesis(g.w_avg.expand(2, g.num_ws, -1), noise_mode="const"), targets)
+    assert all(after < before - 0.02 for after, before in zip(tuned, start.tolist(), strict=True)), (tuned, start)
+    assert Latents.load(tmp_path / "latents" / "img0.pt").metadata["perceptual"] is None

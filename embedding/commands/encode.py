@@ -34,7 +34,7 @@ Crop = tuple[int, int, int, int] | None
 
 def encode(images: str | list[str], encoder: str = DEFAULT_NAME, generator: str | None = None, crop: Crop = None,
            batch_size: int = 16, identity: bool = False, out: str = "runs/encode") -> Path:
-    """Embed photos with an encoder: latents files, renders and their PSNR/SSIM, and the seconds per photo.
+    """Embed photos with an encoder: latents files, renders and their PSNR/SSIM/LPIPS, and the seconds per photo.
 
     Args:
         images: a folder, a file, a glob, or a list of those.
@@ -84,8 +84,8 @@ def encode(images: str | list[str], encoder: str = DEFAULT_NAME, generator: str 
         raise ValueError(f"none of the {len(paths)} image(s) in {images} could be read")
     write_metrics(folder, rows)
     mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
-    log.info("%d photo(s) in %.4f s each (encode + render); PSNR %.2f dB, SSIM %.3f; results in %s", done,
-             seconds / done, mean("psnr"), mean("ssim"), folder.root)
+    log.info("%d photo(s) in %.4f s each (encode + render); PSNR %.2f dB, SSIM %.3f, LPIPS %.3f; results in %s",
+             done, seconds / done, mean("psnr"), mean("ssim"), mean("lpips"), folder.root)
     return folder.root
 
 

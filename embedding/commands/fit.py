@@ -254,9 +254,12 @@ def method_options(argv: list[str], default_method: str = DEFAULT_METHOD) -> str
 def print_help(argv: list[str], default_method: str = DEFAULT_METHOD) -> None:
     """``embed fit --help``: the method's own options first, then the recipe's other sections and the run folder."""
     text = io.StringIO()
-    with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):
-        sys.argv = ["embed", "fit", *argv]
-        EmbedCLI(default_method, parser_kwargs={"formatter_class": RecipeHelp, "fit": {"description": DESCRIPTION}})
+    saved, sys.argv = sys.argv, ["embed", "fit", *argv]
+    try:
+        with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):
+            EmbedCLI(default_method, parser_kwargs={"formatter_class": RecipeHelp, "fit": {"description": DESCRIPTION}})
+    finally:
+        sys.argv = saved
     head, rest = text.getvalue().split("\n\n", 2)[:2], text.getvalue().split("\n\n", 2)[2]
     print("\n\n".join([*head, method_options(argv, default_method).rstrip(), rest]).rstrip())
 
@@ -274,12 +277,14 @@ def main(argv: list[str], default_method: str = DEFAULT_METHOD) -> None:
     elif "--help" in argv or "-h" in argv:
         print_help(argv, default_method)
         return
+    saved, sys.argv = sys.argv, ["embed", "fit", *argv]  # LightningCLI parses sys.argv, and reports its usage from it
     try:
-        sys.argv = ["embed", "fit", *argv]  # LightningCLI parses sys.argv, and reports its usage from it
         EmbedCLI(default_method, as_command=True)
     except (CheckpointError, NoUsableImageError, NothingFitted, RunFolderError, OSError, ValueError) as e:
         log.error("%s", e)
         raise SystemExit(1) from e
+    finally:
+        sys.argv = saved
 
 
 @dataclass

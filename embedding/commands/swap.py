@@ -37,7 +37,7 @@ from embedding.methods.swapping.codes import (
     texture_direction,
 )
 from embedding.methods.swapping.model import SwappingAutoencoder
-from embedding.metrics import psnr, ssim
+from embedding.metrics import lpips_metric, psnr, ssim
 
 log = logging.getLogger("embedding")
 Crop = tuple[int, int, int, int] | None
@@ -101,17 +101,18 @@ def encode_photos(images: str | list[str], autoencoder: str = DEFAULT_NAME, crop
             recon = ae.decode(torch.stack([c.structure for c in codes]).to(photos.device),
                               torch.stack([c.texture for c in codes])).cpu().clamp(-1, 1)
         seconds += time.perf_counter() - begin
-        for code, image, p, s in zip(codes, recon, psnr(recon, photos), ssim(recon, photos), strict=True):
+        scores = zip(psnr(recon, photos), ssim(recon, photos), lpips_metric(recon, photos), strict=True)
+        for code, image, (p, s, lp) in zip(codes, recon, scores, strict=True):
             save_png(folder.image_path(code.name), image)
             code.save(folder.root / "codes" / f"{code.name}.pt")
-            rows.append({"image": code.name, "psnr": f"{p:.4f}", "ssim": f"{s:.4f}"})
+            rows.append({"image": code.name, "psnr": f"{p:.4f}", "ssim": f"{s:.4f}", "lpips": f"{lp:.4f}"})
     with open(folder.metrics_csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image", "psnr", "ssim"])
+        writer = csv.DictWriter(f, fieldnames=["image", "psnr", "ssim", "lpips"])
         writer.writeheader()
         writer.writerows(rows)
     mean = lambda key: sum(float(r[key]) for r in rows) / len(rows)  # noqa: E731
-    log.info("%d photo(s) in %.4f s each (encode + decode); PSNR %.2f dB, SSIM %.3f; results in %s", len(rows),
-             seconds / len(rows), mean("psnr"), mean("ssim"), folder.root)
+    log.info("%d photo(s) in %.4f s each (encode + decode); PSNR %.2f dB, SSIM %.3f, LPIPS %.3f; results in %s",
+             len(rows), seconds / len(rows), mean("psnr"), mean("ssim"), mean("lpips"), folder.root)
     return folder.root
 
 

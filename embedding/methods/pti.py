@@ -2,10 +2,11 @@
 
 Phase ``pivot``: one W code per image (shared by every layer), from the mean code, the generator
 fixed. Phase ``tune``: the pivot fixed, each image's own copy of the synthesis weights moves
-(DGP's stacked copies). Both minimise pixel MSE plus the perceptual distance to the photo (Eq. 1's
-WI terms); tuning adds the locality regulariser: codes ``w_r = w_p + α (w_z − w_p)/‖w_z − w_p‖``
-toward random codes ``w_z`` must render as the pretrained generator renders them. The result is
-the pivot as a latents record and the tuned generator as a weight difference, as for DGP.
+(DGP's stacked copies). Both minimise pixel MSE plus a perceptual distance to the photo: LPIPS
+(PTI's own, the default) and/or Eq. 1's perceptual term. Tuning adds the locality
+regulariser: codes ``w_r = w_p + α (w_z − w_p)/‖w_z − w_p‖`` toward random codes ``w_z`` must
+render as the pretrained generator renders them. The result is the pivot as a latents record and
+the tuned generator as a weight difference, as for DGP.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from embedding.fitting.schedule import Schedule
 from embedding.latents import Latents
 from embedding.losses import EmbeddingLoss
 from embedding.methods.tuned_weights import WeightCopies
-from embedding.perceptual import Request, load_perceptual
+from embedding.metrics import lpips
+from embedding.perceptual import PerceptualNetwork, Request, load_perceptual
 
 Batch = dict
 
@@ -45,8 +47,11 @@ class PTIModule(FittingMethod):
         generator: checkpoint path or ``"default"``.
         pivot_steps / tune_steps: steps of the two phases (the paper: 450 and 350).
         pivot_lr / tune_lr: their Adam learning rates (the paper: 5e-3 and 3e-4).
-        mse / percept: weights of the pixel MSE (0-255 units) and the perceptual distance, as in
-            Image2StyleGAN's WI phase.
+        mse / percept: weights of the pixel MSE (0-255 units) and of Eq. 1's perceptual distance (off by
+            default); no perceptual network is loaded when ``percept`` is 0.
+        lpips: weight of the LPIPS distance (AlexNet, :func:`embedding.metrics.lpips`), PTI's own loss:
+            PTI weighs MSE on [-1, 1] images and LPIPS 1 : 1, and ``mse`` 1e-5 in 0-255 units is
+            1e-5 × 127.5² ≈ 0.16 in [-1, 1] units.
         locality: weight of the locality regulariser λ_R (the paper: 0.1); 0 switches it off.
         locality_alpha: α, how far from the pivot the regulariser's codes lie (the paper: 30).
         perceptual: the perceptual network (:mod:`embedding.perceptual`), ``auto`` as for the embedding.
@@ -65,7 +70,8 @@ class PTIModule(FittingMethod):
         pivot_lr: float = 5e-3,
         tune_lr: float = 3e-4,
         mse: float = 1e-5,
-        percept: float = 1e-5,
+        percept: float = 0.0,
+        lpips: float = 0.16,
         locality: float = 0.1,
         locality_alpha: float = 30.0,
         perceptual: str = "auto",
@@ -79,9 +85,11 @@ class PTIModule(FittingMethod):
         self.use_generator(generator)
         self.schedule = Schedule([TuningPhase("pivot", pivot_steps, pivot_lr),
                                   TuningPhase("tune", tune_steps, tune_lr)])
-        net = load_perceptual(perceptual, Request(generator, vgg_weights, None, discriminator))
-        self.perceptual = net
-        self.loss_fn = EmbeddingLoss(net.features, net.percept_layers, net.style_layers, net.feature_scale)
+        self.perceptual: PerceptualNetwork | None = None
+        self.loss_fn = EmbeddingLoss(None)
+        if percept:
+            self.perceptual = net = load_perceptual(perceptual, Request(generator, vgg_weights, None, discriminator))
+            self.loss_fn = EmbeddingLoss(net.features, net.percept_layers, net.style_layers, net.feature_scale)
         self.latent: nn.Parameter | None = None
         self.copies: WeightCopies | None = None
 
@@ -93,8 +101,7 @@ class PTIModule(FittingMethod):
         self.latent = nn.Parameter(start.clone().to(self.device))
         self.copies = WeightCopies(self.generator.synthesis, count).to(self.device)
         self.target = batch["image"].float()
-        with torch.no_grad():
-            self.target_features = self.loss_fn.target_features(self.target, self.loss_fn.percept_layers)
+        self.target_features = self._features(self.target)
 
     def group_parameters(self) -> dict[str, Tensor]:
         return {"latent": self.latent, **self.copies.named()}
@@ -110,10 +117,23 @@ class PTIModule(FittingMethod):
         """Each image's pivot through its own copy of the weights (the generator's fixed noise)."""
         return self.copies.render(self.generator.synthesis, self.all_rows(self.latent))
 
+    def _features(self, images: Tensor) -> dict[str, Tensor] | None:
+        """The perceptual features of fixed ``images`` (None without a perceptual term)."""
+        return self.loss_fn.target_features(images, self.loss_fn.percept_layers) if self.perceptual else None
+
+    def _distance(self, render: Tensor, target: Tensor,
+                  features: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Per image: weighted MSE, perceptual distance and LPIPS between ``render`` and ``target``."""
+        hp = self.hparams
+        total, terms = self.loss_fn(render, target, w_mse1=hp.mse, w_percept=hp.percept, x_features=features)
+        if hp.lpips:
+            terms["lpips"] = lpips(render, target)
+            total = total + hp.lpips * terms["lpips"]
+        return total, terms
+
     def per_image_loss(self, render: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         hp = self.hparams
-        total, terms = self.loss_fn(render, self.target, w_mse1=hp.mse, w_percept=hp.percept,
-                                    x_features=self.target_features)
+        total, terms = self._distance(render, self.target, self.target_features)
         if self.phase.name == "tune" and hp.locality:
             terms["locality"] = self._locality()
             total = total + hp.locality * terms["locality"]
@@ -131,12 +151,13 @@ class PTIModule(FittingMethod):
             w_r = pivot + hp.locality_alpha * away / away.norm(dim=-1, keepdim=True)
             ws = w_r.expand(-1, g.num_ws, -1)
             before = g.synthesis(ws, noise_mode="const")
-            before_features = self.loss_fn.target_features(before, self.loss_fn.percept_layers)
+            before_features = self._features(before)
         after = self.copies.render(g.synthesis, ws)
-        return self.loss_fn(after, before, w_mse1=hp.mse, w_percept=hp.percept, x_features=before_features)[0]
+        return self._distance(after, before, before_features)[0]
 
     def result(self, i: int) -> FitResult:
         """The pivot as W+ (with the fixed noise), and the tuned weights as a difference from the pretrained ones."""
-        meta = self.metadata(self.group_stems[i], latent_space="w", perceptual=self.perceptual.describe())
+        meta = self.metadata(self.group_stems[i], latent_space="w",
+                             perceptual=self.perceptual.describe() if self.perceptual else None)
         latents = Latents(self.all_rows(self.latent)[i].detach().float().cpu(), self.const_noise(), meta)
         return self.fit_result(i, latents, self.copies, self.hparams.diff_dtype)

@@ -25,6 +25,7 @@ from embedding.losses import EmbeddingLoss, identity_loss, latent_pull
 from embedding.masks import blur, dilate
 from embedding.methods.encoder import load_encoder
 from embedding.methods.image2stylegan.phases import Phase, reconstruction_phases, resolve_rows
+from embedding.metrics import lpips
 from embedding.perceptual import PerceptualNetwork, Request, load_perceptual
 
 Batch = dict
@@ -50,11 +51,12 @@ class EmbeddingModule(FittingMethod):
         noise_init: starting noise: ``"random"`` (N(0, I), the paper's), ``"const"`` (the
             checkpoint's fixed maps) or ``"latents"``.
         perceptual: the network of the perceptual and style terms (:mod:`embedding.perceptual`):
-            ``"vgg16"`` (the paper's), ``"discriminator"`` (the generator's own D), ``"vgg16-random"``
-            (tests), or ``"auto"``: vgg16 when its ImageNet file is present, else discriminator.
+            ``"vgg16"`` (the paper's), ``"discriminator"`` (the generator's own D), ``"face"``,
+            ``"vgg16-random"`` (tests), or ``"auto"``: vgg16 (vgg16-random with ``vgg_weights: random``).
         discriminator: checkpoint of the ``discriminator`` network (default: the generator's source;
             NVIDIA pickles and rosinality files hold both, ``default`` has its own).
-        vgg_weights: ``"imagenet"`` (torch hub cache), a path to a VGG-16 state dict, or ``"random"``
+        vgg_weights: ``"imagenet"`` (the shipped copy of torchvision's ImageNet weights), ``"torchvision"``
+            (torchvision's own file in the torch hub cache), a path to a VGG-16 state dict, or ``"random"``
             (the same as ``perceptual: vgg16-random``).
         vgg_resize: resize images to this size before VGG (Image2StyleGAN used 256).
         percept_layers / style_layers: the network's layers of the perceptual and style terms
@@ -219,6 +221,9 @@ class EmbeddingModule(FittingMethod):
         if phase.identity:
             terms["identity"] = identity_loss(render, t["x_descriptors"], self.face_box)
             total = total + phase.identity * terms["identity"]
+        if phase.lpips:
+            terms["lpips"] = lpips(render, t["x"])
+            total = total + phase.lpips * terms["lpips"]
         return total, terms
 
     def _row_mask(self, phase: Phase) -> torch.Tensor:

@@ -38,6 +38,8 @@ class Phase:
     4's rule, see :func:`resolve_rows`. ``pull`` weighs λ‖w − w*‖², the pull toward the code the
     phase starts from (Algorithm 5). ``identity`` weighs the squared distance between the face
     descriptors of the render and ``x`` (:func:`embedding.losses.identity_loss`), for faces.
+    ``lpips`` weighs the LPIPS distance (AlexNet, :func:`embedding.metrics.lpips`) between the render
+    and ``x``, over the whole image at its own size.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Phase:
     style: float = 0.0
     pull: float = 0.0
     identity: float = 0.0
+    lpips: float = 0.0
     mask_mse: str = "ones"
     mask_percept: str = "ones"
     mask_style: str = "ones"
