@@ -39,6 +39,8 @@ COMMANDS: dict[str, Command] = {
     "convert": Command("embedding.checkpoints.convert", "rewrite a checkpoint (NVIDIA, rosinality, project) "
                                                         "in the project's or rosinality's format"),
     "align": Command("embedding.faces.align_cli", "align face photos the way the generator's training data was"),
+    "fetch": Command("embedding.fetch_cli", "get a generator that does not ship with the project (mobilestylegan-ffhq: "
+                                            "FFHQ 1024²) into the user cache, once"),
 }
 ALIASES: dict[str, Command] = {
     "dgp": Command("embedding.dgp_cli", "now embed fit (DGP recipes) and embed edit jitter|morph"),

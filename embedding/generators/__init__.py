@@ -1,6 +1,7 @@
-"""StyleGAN2 networks in plain PyTorch."""
+"""Generator architectures in plain PyTorch behind one interface (:mod:`.base`): StyleGAN2 and MobileStyleGAN."""
 
+from .base import GeneratorBase, SynthesisBase
 from .discriminator import Discriminator
 from .stylegan2 import Generator, MappingNetwork, SynthesisNetwork
 
-__all__ = ["Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork"]
+__all__ = ["Discriminator", "Generator", "GeneratorBase", "MappingNetwork", "SynthesisBase", "SynthesisNetwork"]
