@@ -89,13 +89,20 @@ def load_perceptual(name: str, request: Request) -> PerceptualNetwork:
 
 
 def _auto(request: Request) -> str:
-    """``vgg16`` with real weights at hand, explicit random VGG when asked for, else ``discriminator``."""
+    """``vgg16`` with real weights at hand, explicit random VGG when asked for, else ``discriminator`` (``face`` for
+    a generator that comes without one)."""
+    from .checkpoints import GENERATOR_ONLY
     from .vgg import imagenet_cache_path
 
     if request.vgg_weights == "random":
         return "vgg16-random"
     if request.vgg_weights != "imagenet" or imagenet_cache_path().is_file():
         return "vgg16"
+    if request.discriminator is None and request.generator in GENERATOR_ONLY:
+        logger.warning("perceptual loss: no ImageNet VGG-16 file at %s and %s has no discriminator, so the face "
+                       "descriptor gives the features (model.perceptual: face)", imagenet_cache_path(),
+                       request.generator)
+        return "face"
     logger.warning("perceptual loss: the ImageNet VGG-16 file is not at %s, so the generator's own discriminator "
                    "gives the features (model.perceptual: discriminator). For the paper's VGG-16, copy "
                    "vgg16-397923af.pth there or pass --model.vgg_weights /path/to/vgg16.pth",

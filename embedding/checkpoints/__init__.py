@@ -27,6 +27,7 @@ __all__ = ["CheckpointError", "build_network", "load_discriminator", "load_gener
            "GENERATOR_ONLY"]
 
 DEFAULT_NAME = "default"
+_ARCHITECTURES = {"stylegan2": Generator, "mobilestylegan": MobileStyleGAN}   # of project-format generators
 GENERATOR_ONLY = {mobilestylegan.NAME: mobilestylegan.weights_file}   # named generators without a discriminator
 _DEFAULT_FILES = {"generator": "default_generator.pt", "discriminator": "default_discriminator.pt",
                   "swapping_autoencoder": "default_swapping_autoencoder.pt", "encoder": "default_encoder.pt"}
@@ -41,7 +42,8 @@ def resolve_file(source: str | os.PathLike, kind: str) -> Path:
     """The existing file ``source`` names (``"default"``: the packaged network of ``kind``); errors name it."""
     if str(source) in GENERATOR_ONLY:
         if kind != "generator":
-            raise FileNotFoundError(f"{source} is a generator alone: it comes with no {kind}")
+            raise FileNotFoundError(f"{source} is a generator alone: it comes with no {kind} (name a {kind} "
+                                    "file of your own for what needs one)")
         path = GENERATOR_ONLY[str(source)]()
         if not path.is_file():
             raise FileNotFoundError(f"{source} is not in the cache ({path.parent}); get it once with "
@@ -68,12 +70,17 @@ def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_e
         generator.mapping.w_avg.copy_(mobilestylegan.cached_w_avg(generator))
         return generator.to(device)
     path = resolve_file(source, "generator")
+    architecture = Generator
     if path.suffix == ".pkl":
         data = nvidia.read_pickle(path)
         net = nvidia.network(data, network, path)
         kwargs, state = nvidia.generator_kwargs(net, path), net.state_dict()
     elif native.is_native(path):
         kwargs, state, _ = native.read(path, "generator")
+        architecture = _ARCHITECTURES.get(native.architecture(path))
+        if architecture is None:
+            raise CheckpointError(path, f"unknown generator architecture {native.architecture(path)!r}; "
+                                        f"known: {', '.join(_ARCHITECTURES)}")
     else:
         data = rosinality.read(path)
         g = data.get("g_ema" if network == "G_ema" else "g")
@@ -81,7 +88,7 @@ def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_e
             raise CheckpointError(path, "neither a project checkpoint (no .json beside it) nor a rosinality "
                                         "checkpoint with a 'g_ema' generator")
         kwargs, state = rosinality.generator_state(g, data.get("latent_avg"))
-    generator = build_network(Generator, kwargs, state, path)
+    generator = build_network(architecture, kwargs, state, path)
     if "mapping.w_avg" not in state:
         generator.mapping.w_avg.copy_(generator.mapping.mean_latent())
     return generator.to(device)

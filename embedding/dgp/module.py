@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import load_discriminator
+from ..checkpoints import DEFAULT_NAME, GENERATOR_ONLY, load_discriminator
 from ..degradations import Downsample, Grayscale, Mask, colorize, parse_degradations, same_size
 from ..fitting import FitResult, FittingMethod, GroupView
 from ..latents import Latents, find_latents
@@ -74,6 +74,10 @@ class DGPModule(FittingMethod):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if generator in GENERATOR_ONLY and discriminator == DEFAULT_NAME:
+            raise ValueError(f"DGP's loss compares discriminator features, and {generator} comes without a "
+                             "discriminator (the embedded default's is for its own 64² faces); pass "
+                             "--model.discriminator with one trained on the generator's data")
         self.save_hyperparameters()
         self.use_generator(generator)
         self.discriminator = load_discriminator(discriminator)

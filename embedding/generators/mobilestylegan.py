@@ -257,6 +257,8 @@ class MobileSynthesisNetwork(SynthesisBase):
 class MobileStyleGAN(GeneratorBase):
     """StyleGAN2's mapping network and MobileStyleGAN's synthesis network."""
 
+    architecture = "mobilestylegan"   # recorded in the project's checkpoint format
+
     def __init__(self, z_dim: int = 512, w_dim: int = 512, channels: Sequence[int] = FFHQ_CHANNELS,
                  mapping_layers: int = 8) -> None:
         super().__init__()
