@@ -4,7 +4,7 @@ Imported by the benchmarks for :func:`openvino_python` (a scratch virtual enviro
 ``openvino``, made once) and :func:`run_reference`. Run by that environment's Python as
 
     python openvino_reference.py render IR_FOLDER INPUTS.npz OUTPUTS.npz
-    python openvino_reference.py time IR_FOLDER OUTPUTS.npz --repeats 5
+    python openvino_reference.py time IR_FOLDER OUTPUTS.npz --repeats 5 [--threads 1]
 
 ``render`` maps ``z`` and renders ``w`` (one style fed to every layer, the network as exported)
 and ``ws`` (W+ ``[N, 23, 512]``, a row per modulation layer, through a copy of the graph whose
@@ -89,12 +89,13 @@ def render(folder: Path, inputs: Path, outputs: Path) -> None:
     np.savez(outputs, w=w, images=images, row_images=row_images)
 
 
-def time_forward(folder: Path, outputs: Path, repeats: int) -> None:
+def time_forward(folder: Path, outputs: Path, repeats: int, threads: int | None) -> None:
     import numpy as np
     import openvino as ov
 
     core = ov.Core()
-    synthesis = core.compile_model(core.read_model(folder / "SynthesisNetwork.xml"), "CPU", F32)
+    config = F32 if threads is None else {**F32, "INFERENCE_NUM_THREADS": threads}
+    synthesis = core.compile_model(core.read_model(folder / "SynthesisNetwork.xml"), "CPU", config)
     style = np.random.RandomState(0).randn(1, 512).astype(np.float32)
     synthesis(style)
     seconds = []
@@ -112,11 +113,12 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="the folder of the four IR files")
     parser.add_argument("files", type=Path, nargs="+", help="render: INPUTS OUTPUTS; time: OUTPUTS")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="inference threads (default: OpenVINO's choice)")
     args = parser.parse_args()
     if args.command == "render":
         render(args.folder, *args.files)
     else:
-        time_forward(args.folder, args.files[0], args.repeats)
+        time_forward(args.folder, args.files[0], args.repeats, args.threads)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def test_embedding_fits_the_ffhq_generator_and_its_latents_rerender(ffhq, tmp_pa
 
 
 def test_inverse_haar_is_the_haar_synthesis_filter_bank():
-    """The interleave equals transposed convolutions with the Haar filters (±1/√2), rows then columns."""
+    """The interleave equals transposed convolutions with the Haar filters (±1/√2), rows then columns; its
+    hand-written gradient is right."""
     bands = torch.randn(2, 4 * 5, 6, 7)
     c = 5
     ll, (lh, hl, hh) = bands[:, :c], bands[:, c:].reshape(2, c, 3, 6, 7).unbind(2)
@@ -120,6 +121,9 @@ def test_inverse_haar_is_the_haar_synthesis_filter_bank():
     rows_low, rows_high = up(ll, low, 2) + up(lh, high, 2), up(hl, low, 2) + up(hh, high, 2)
     expected = up(rows_low, low, 3) + up(rows_high, high, 3)
     assert torch.allclose(inverse_haar(bands), expected, atol=1e-6)
+    channels_last = bands.contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(inverse_haar(channels_last), expected, atol=1e-6)
+    assert torch.autograd.gradcheck(inverse_haar, (bands[:1, :8, :3, :3].double().requires_grad_(True),))
 
 
 def test_small_mobilestylegan_offers_the_generator_interface():

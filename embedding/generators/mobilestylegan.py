@@ -34,15 +34,63 @@ LRELU_SLOPE = 0.2
 def inverse_haar(x: torch.Tensor) -> torch.Tensor:
     """Inverse 2-D Haar transform: ``[B, 4C, H, W]`` (low band, then C×3 high bands LH, HL, HH) → ``[B, C, 2H, 2W]``.
 
-    Output pixel (2i + a, 2j + b) is ½ (LL + (−1)ᵃ LH + (−1)ᵇ HL + (−1)ᵃ⁺ᵇ HH) at (i, j): the four
-    sums are stacked as sub-pixels and interleaved by a pixel shuffle.
+    Output pixel (2i + a, 2j + b) is ½ (LL + (−1)ᵃ LH + (−1)ᵇ HL + (−1)ᵃ⁺ᵇ HH) at (i, j), written
+    straight into its interleaved place (channels-last). The transform is orthonormal, so its
+    gradient is the forward transform of the incoming gradient.
     """
+    return _InverseHaar.apply(x)
+
+
+def _bands(nhwc: torch.Tensor, channels: int) -> list[torch.Tensor]:
+    """LL, LH, HL, HH views ``[B, H, W, C]`` of a ``[B, H, W, 4C]`` tensor laid out as [LL | C × (LH, HL, HH)]."""
+    high = nhwc[..., channels:].unflatten(-1, (channels, 3))
+    return [nhwc[..., :channels], high[..., 0], high[..., 1], high[..., 2]]
+
+
+def _butterfly(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor, out: list[torch.Tensor]) -> None:
+    """``out = H·(a, b, c, d)`` for the symmetric 4×4 Haar sign matrix ``H`` (its own inverse up to a factor 4)."""
+    s, t, u, v = a + d, b + c, a - d, b - c
+    torch.add(s, t, out=out[0])
+    torch.add(u, v, out=out[1])
+    torch.sub(u, v, out=out[2])
+    torch.sub(s, t, out=out[3])
+
+
+def _haar_synthesis(x: torch.Tensor) -> torch.Tensor:
     b, c4, h, w = x.shape
-    c = c4 // 4
-    ll = x[:, :c]
-    lh, hl, hh = x[:, c:].reshape(b, c, 3, h, w).unbind(2)
-    s, d, e, f = ll + hh, lh + hl, ll - hh, lh - hl
-    return F.pixel_shuffle(torch.stack([s + d, e + f, e - f, s - d], 2).reshape(b, c4, h, w) * 0.5, 2)
+    y = x.new_empty(b, h, 2, w, 2, c4 // 4)
+    _butterfly(*_bands(x.permute(0, 2, 3, 1), c4 // 4), out=[y[:, :, i, :, j] for i in (0, 1) for j in (0, 1)])
+    return y.mul_(0.5).view(b, 2 * h, 2 * w, c4 // 4).permute(0, 3, 1, 2)
+
+
+def _haar_analysis(y: torch.Tensor) -> torch.Tensor:
+    b, c, h2, w2 = y.shape
+    grid = y.permute(0, 2, 3, 1).reshape(b, h2 // 2, 2, w2 // 2, 2, c)
+    x = y.new_empty(b, h2 // 2, w2 // 2, 4 * c)
+    _butterfly(*[grid[:, :, i, :, j] for i in (0, 1) for j in (0, 1)], out=_bands(x, c))
+    return x.mul_(0.5).permute(0, 3, 1, 2)
+
+
+class _InverseHaar(torch.autograd.Function):
+    """The inverse Haar transform with the forward transform as its backward (and batched under ``vmap``)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return _haar_synthesis(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: torch.Tensor) -> None:
+        pass
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _haar_analysis(grad)
+
+    @staticmethod
+    def vmap(info, in_dims: tuple, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        x = x.movedim(in_dims[0], 0)
+        return _InverseHaar.apply(x.flatten(0, 1)).unflatten(0, x.shape[:2]), 0
 
 
 class ConstantInput(nn.Module):
@@ -53,19 +101,17 @@ class ConstantInput(nn.Module):
         self.input = nn.Parameter(torch.randn(1, channels, size, size))
 
     def forward(self, batch: int) -> torch.Tensor:
-        return self.input.expand(batch, -1, -1, -1)
+        nhwc = self.input.permute(0, 2, 3, 1).expand(batch, -1, -1, -1).contiguous()
+        return nhwc.permute(0, 3, 1, 2)    # channels-last, which every later layer keeps (and vmap allows)
 
 
 class NoiseInjection(nn.Module):
-    """Adds ``weight`` × a unit-variance noise map; ``noise`` is the map the network was exported with."""
+    """A layer's noise: its strength ``weight`` and ``noise``, the unit-variance map the network was exported with."""
 
     def __init__(self, resolution: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
         self.register_buffer("noise", torch.randn(1, 1, resolution, resolution))
-
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        return x if noise is None else x + self.weight * noise
 
 
 class Modulation(nn.Linear):
@@ -76,17 +122,26 @@ class Modulation(nn.Linear):
         nn.init.ones_(self.bias)
 
 
-def pointwise(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """1×1 convolution with per-image input scales folded into the weights: ``[B, O, H, W]``.
+def pointwise(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor,
+              noise: torch.Tensor | None = None, negative_slope: float | None = None) -> torch.Tensor:
+    """1×1 convolution with per-image input scales folded into the weights, then bias, noise and activation.
 
-    ``weight`` is ``[O, C, 1, 1]``, ``scales`` ``[B, C]``. Channels-last inputs stay channels-last.
+    ``x`` is channels-last ``[B, C, H, W]``, ``weight`` ``[O, C, 1, 1]``, ``scales`` ``[B, C]``, ``bias``
+    ``[1, O, 1, 1]``, ``noise`` (already scaled) ``[1 or B, 1, H, W]``. The result is channels-last.
     """
     b, c, h, w = x.shape
-    if b == 1:
-        return F.conv2d(x, weight * scales[0, None, :, None, None])
     per_image = weight[None, :, :, 0, 0] * scales[:, None, :]                      # [B, O, C]
-    rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
-    return torch.bmm(rows, per_image.transpose(1, 2)).reshape(b, h, w, -1).permute(0, 3, 1, 2)
+    pixels = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    out = torch.baddbmm(bias.flatten()[None, None], pixels, per_image.transpose(1, 2))
+    out = epilogue(out, None if noise is None else noise.reshape(-1, h * w, 1), negative_slope)
+    return out.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+
+def epilogue(x: torch.Tensor, noise: torch.Tensor | None, negative_slope: float | None) -> torch.Tensor:
+    """Add ``noise`` and apply the leaky ReLU in place: ``x`` is a convolution's own new output, not a view."""
+    if noise is not None:
+        x = x.add_(noise)
+    return x if negative_slope is None else F.leaky_relu(x, negative_slope, inplace=True)
 
 
 class ModulatedConv2d(nn.Module):
@@ -100,11 +155,14 @@ class ModulatedConv2d(nn.Module):
         weight = torch.randn(channels_out, channels_in, kernel_size, kernel_size)
         self.weight = nn.Parameter(weight * demodulation(weight * self.scale) if demodulate else weight)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, bias: torch.Tensor, noise: torch.Tensor | None = None,
+                negative_slope: float | None = None) -> torch.Tensor:
+        """The convolution plus ``bias`` and (scaled) ``noise``, then the leaky ReLU if a slope is given."""
         scales = self.modulation(style) * self.scale
         if self.weight.shape[-1] == 1:
-            return pointwise(x, self.weight, scales)
-        return F.conv2d(x * scales[:, :, None, None], self.weight, padding=self.weight.shape[-1] // 2)
+            return pointwise(x, self.weight, scales, bias, noise, negative_slope)
+        x = F.conv2d(x * scales[:, :, None, None], self.weight, bias.flatten(), padding=self.weight.shape[-1] // 2)
+        return epilogue(x, noise, negative_slope)
 
 
 class ModulatedDWConv2d(nn.Module):
@@ -123,9 +181,11 @@ class ModulatedDWConv2d(nn.Module):
         combined = permute * self.weight_dw[:, 0].unsqueeze(0) * self.scale               # [O, C, k, k]
         self.weight_permute = nn.Parameter(permute * demodulation(combined))
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, bias: torch.Tensor, noise: torch.Tensor | None = None,
+                negative_slope: float | None = None) -> torch.Tensor:
+        """The convolution plus ``bias`` and (scaled) ``noise``, then the leaky ReLU if a slope is given."""
         x = F.conv2d(x, self.weight_dw, padding=self.weight_dw.shape[-1] // 2, groups=x.shape[1])
-        return pointwise(x, self.weight_permute, self.modulation(style) * self.scale)
+        return pointwise(x, self.weight_permute, self.modulation(style) * self.scale, bias, noise, negative_slope)
 
 
 def demodulation(weight: torch.Tensor) -> torch.Tensor:
@@ -149,7 +209,9 @@ class StyledConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels_out, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        return F.leaky_relu(self.noise(self.conv(x, style), noise) + self.bias, LRELU_SLOPE)
+        """``noise`` is a unit-variance map ``[1 or B, 1, H, W]`` (None: none); the layer scales it by its strength."""
+        scaled = None if noise is None else self.noise.weight * noise
+        return self.conv(x, style, self.bias, scaled, LRELU_SLOPE)
 
 
 class IDWTUpsample(nn.Module):
@@ -174,7 +236,7 @@ class MultichannelImage(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels_out, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.conv(x, style) + self.bias
+        return self.conv(x, style, self.bias)
 
 
 class MobileSynthesisBlock(nn.Module):
