@@ -10,6 +10,7 @@ together equals fitting each alone.
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from pathlib import Path
 from typing import Literal
@@ -50,6 +51,11 @@ class EmbeddingModule(FittingMethod):
             with the embedded default generator, the shipped encoder (``"default"``) when none is named.
         noise_init: starting noise: ``"random"`` (N(0, I), the paper's), ``"const"`` (the
             checkpoint's fixed maps) or ``"latents"``.
+        noise_floor: the noise phase fits each unit-variance map divided by a gain, ``noise_floor / strength``
+            rounded up to a power of two (1 where the strength, how much the layer scales its map, is
+            larger), so an optimiser step moves a layer's activations by at least about ``lr × noise_floor``:
+            layers with weak noise move as fast as one of strength ``noise_floor``. 0 fits the maps
+            themselves. Renders and saved maps are the same either way (powers of two divide exactly).
         perceptual: the network of the perceptual and style terms (:mod:`embedding.perceptual`):
             ``"vgg16"`` (the paper's), ``"discriminator"`` (the generator's own D), ``"vgg16-random"``
             (tests), or ``"auto"``: vgg16 when its ImageNet file is present, else discriminator.
@@ -75,6 +81,7 @@ class EmbeddingModule(FittingMethod):
         w_init_offset: float = 0.0,
         latents: str | None = None,
         noise_init: Literal["random", "const", "latents"] = "random",
+        noise_floor: float = 0.01,
         encoder: str | None = None,
         perceptual: str = "auto",
         discriminator: str | None = None,
@@ -87,6 +94,11 @@ class EmbeddingModule(FittingMethod):
         super().__init__()
         self.save_hyperparameters()
         self.use_generator(generator)
+        if noise_floor < 0:
+            raise ValueError(f"noise_floor must be ≥ 0, got {noise_floor}")
+        strengths = self.generator.synthesis.noise_strengths().tolist()
+        self.noise_gains = [2.0 ** math.ceil(math.log2(noise_floor / s)) if 0 < s < noise_floor else 1.0
+                            for s in strengths]
         self.schedule = Schedule(with_steps(phases or reconstruction_phases(), steps or {}))
         self.perceptual: PerceptualNetwork | None = None
         request = Request(generator, vgg_weights, vgg_resize, discriminator)
@@ -132,7 +144,8 @@ class EmbeddingModule(FittingMethod):
                                                    for stem, g in zip(self.group_stems, streams, strict=True)],
                                                  strict=True)]
         self.w_plus = nn.Parameter(w.to(self.device))
-        self.noise = nn.ParameterList([nn.Parameter(n.to(self.device)) for n in noise])
+        self.noise = nn.ParameterList([nn.Parameter(n.to(self.device) / g) for n, g in zip(noise, self.noise_gains,
+                                                                                           strict=True)])
         self.register_buffer("w_start", w.to(self.device).clone(), persistent=False)
         self._phase_targets = {}
 
@@ -204,7 +217,11 @@ class EmbeddingModule(FittingMethod):
         w, rows = self.w_plus, self._phase_targets.get("rows")
         if rows is not None:
             w = torch.where(rows.bool(), w, w.detach())
-        return self.generator.synthesis(w, noise=list(self.noise))
+        return self.generator.synthesis(w, noise=self.noise_maps())
+
+    def noise_maps(self) -> list[torch.Tensor]:
+        """The unit-variance noise maps the layers receive: the fitted values times each map's gain."""
+        return [n * g for n, g in zip(self.noise, self.noise_gains, strict=True)]
 
     def per_image_loss(self, render: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 1 (plus the optional pull toward the starting code) for each image: ``[B]`` and the terms."""
@@ -235,7 +252,7 @@ class EmbeddingModule(FittingMethod):
         stem = self.group_stems[i]
         meta = self.metadata(stem, perceptual=self.perceptual.describe() if self.perceptual else None)
         return FitResult(Latents(self.w_plus[i].detach().float().cpu(),
-                                 [n[i : i + 1].detach().float().cpu() for n in self.noise], meta))
+                                 [n[i : i + 1].detach().float().cpu() for n in self.noise_maps()], meta))
 
     # ---- initial values ----------------------------------------------------------------------
 
