@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from embedding import edits
 from embedding.checkpoints import CheckpointError, load_discriminator, load_generator, mobilestylegan, save_generator
-from embedding.generators.mobilestylegan import MobileStyleGAN, inverse_haar
+from embedding.generators.mobilestylegan import MobileStyleGAN
+from embedding.generators.wavelets import inverse_haar
 from embedding.latents import render_latents
 from embedding.module import EmbeddingModule
 from embedding.phases import Phase

@@ -2,6 +2,8 @@
 
 from .base import GeneratorBase, SynthesisBase
 from .discriminator import Discriminator
+from .mobilestylegan import MobileStyleGAN
 from .stylegan2 import Generator, MappingNetwork, SynthesisNetwork
 
-__all__ = ["Discriminator", "Generator", "GeneratorBase", "MappingNetwork", "SynthesisBase", "SynthesisNetwork"]
+__all__ = ["Discriminator", "Generator", "GeneratorBase", "MappingNetwork", "MobileStyleGAN", "SynthesisBase",
+           "SynthesisNetwork"]
