@@ -51,11 +51,12 @@ class EmbeddingModule(FittingMethod):
             with the embedded default generator, the shipped encoder (``"default"``) when none is named.
         noise_init: starting noise: ``"random"`` (N(0, I), the paper's), ``"const"`` (the
             checkpoint's fixed maps) or ``"latents"``.
-        noise_floor: the noise phase fits each unit-variance map divided by a gain, ``noise_floor / strength``
-            rounded up to a power of two (1 where the strength, how much the layer scales its map, is
-            larger), so an optimiser step moves a layer's activations by at least about ``lr × noise_floor``:
-            layers with weak noise move as fast as one of strength ``noise_floor``. 0 fits the maps
-            themselves. Renders and saved maps are the same either way (powers of two divide exactly).
+        noise_floor: the noise phase fits each unit-variance map divided by a gain, ``floor / strength``
+            rounded up to a power of two, where a map's strength is how much its layer scales it and
+            ``floor`` is ``noise_floor`` times the generator's strongest (gain 1 above it). An optimiser
+            step then moves every layer's activations by at least about ``lr × floor``: layers with weak
+            noise move as fast as one of strength ``floor``. 0 fits the unit-variance maps themselves.
+            Renders and saved maps are the same either way (powers of two divide exactly).
         perceptual: the network of the perceptual and style terms (:mod:`embedding.perceptual`):
             ``"vgg16"`` (the paper's), ``"discriminator"`` (the generator's own D), ``"vgg16-random"``
             (tests), or ``"auto"``: vgg16 when its ImageNet file is present, else discriminator.
@@ -81,7 +82,7 @@ class EmbeddingModule(FittingMethod):
         w_init_offset: float = 0.0,
         latents: str | None = None,
         noise_init: Literal["random", "const", "latents"] = "random",
-        noise_floor: float = 0.01,
+        noise_floor: float = 0.1,
         encoder: str | None = None,
         perceptual: str = "auto",
         discriminator: str | None = None,
@@ -96,9 +97,10 @@ class EmbeddingModule(FittingMethod):
         self.use_generator(generator)
         if noise_floor < 0:
             raise ValueError(f"noise_floor must be ≥ 0, got {noise_floor}")
-        strengths = self.generator.synthesis.noise_strengths().tolist()
-        self.noise_gains = [2.0 ** math.ceil(math.log2(noise_floor / s)) if 0 < s < noise_floor else 1.0
-                            for s in strengths]
+        strengths = self.generator.synthesis.noise_strengths()
+        floor = noise_floor * float(strengths.max())
+        self.noise_gains = [2.0 ** math.ceil(math.log2(floor / s)) if 0 < s < floor else 1.0
+                            for s in strengths.tolist()]
         self.schedule = Schedule(with_steps(phases or reconstruction_phases(), steps or {}))
         self.perceptual: PerceptualNetwork | None = None
         request = Request(generator, vgg_weights, vgg_resize, discriminator)
