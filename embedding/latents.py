@@ -21,7 +21,7 @@ from torch import Tensor
 
 from embedding.checkpoints import DEFAULT_NAME, load_generator, provenance
 from embedding.files import atomic_write
-from embedding.generators import Generator
+from embedding.generators import GeneratorBase
 from embedding.weight_diff import apply_diff_file
 
 DIFF_FIELD = "generator_diff"   # metadata key of the weight difference, relative to the run folder
@@ -117,7 +117,7 @@ class Latents:
 
         atomic_write(Path(path), write)
 
-    def check(self, generator: Generator) -> Latents:
+    def check(self, generator: GeneratorBase) -> Latents:
         """``self``, after checking that W+ and the noise maps fit ``generator`` (errors name the file)."""
         shape = (generator.num_ws, generator.w_dim)
         if tuple(self.w_plus.shape) != shape:
@@ -140,14 +140,14 @@ class Latents:
             raise ValueError(f"{self.path}: the generator {source} is not the one this code was fitted with "
                              f"(SHA-256 {digest[:12]}…, recorded {recorded[:12]}…); name the right file explicitly")
 
-    def generator(self, pretrained: str | Generator | None = None) -> Generator:
+    def generator(self, pretrained: str | GeneratorBase | None = None) -> GeneratorBase:
         """The generator this code renders with: the pretrained one plus, for DGP results, the fine-tuned weights.
 
         Without ``pretrained``, the recorded generator is loaded and its SHA-256 checked. A source
         given instead is loaded unchecked (an explicit choice); a loaded generator is used as it
         is, or copied first when the record's weight difference must be applied to it.
         """
-        if isinstance(pretrained, Generator):
+        if isinstance(pretrained, GeneratorBase):
             generator = copy.deepcopy(pretrained) if self.weight_diff is not None else pretrained
         else:
             if pretrained is None:
@@ -158,7 +158,7 @@ class Latents:
         return generator
 
     @torch.no_grad()
-    def render(self, generator: str | Generator | None = None) -> Tensor:
+    def render(self, generator: str | GeneratorBase | None = None) -> Tensor:
         """The code's image ``[1, 3, H, W]`` in [-1, 1], with its noise and its generator (see :meth:`generator`)."""
         generator = self.generator(generator)
         self.check(generator)
@@ -167,7 +167,7 @@ class Latents:
         return generator.synthesis(self.w_plus[None].to(device), noise=noise, noise_mode="const")
 
 
-def render_latents(path: str | Path, generator: str | Generator | None = None) -> Tensor:
+def render_latents(path: str | Path, generator: str | GeneratorBase | None = None) -> Tensor:
     """Re-render a ``latents/<stem>.pt`` file ([1, 3, H, W] in [-1, 1]) as it was fitted, DGP weights included.
 
     ``generator`` replaces the recorded pretrained generator (see :meth:`Latents.generator`).

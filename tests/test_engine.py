@@ -189,3 +189,29 @@ def test_pull_is_toward_the_code_the_phase_starts_from(tiny_generator_file, targ
     assert not torch.allclose(m.w_start[0], m._initial_w("img0", m.stream("img0"), None))
     w_at_b = m.w_start[0]
     assert (after_a - w_at_b).abs().max() < 0.2, "w* is the code after phase A, one small step from the result"
+
+
+def test_noise_floor_lets_the_noise_phase_move_weak_noise(tiny_generator, tmp_path):
+    """Layers whose noise is a thousand times weaker than the strongest barely move in units of their own maps."""
+    images, _, _ = rendered_targets(tiny_generator)
+    with torch.no_grad():
+        for block in tiny_generator.synthesis.blocks():
+            for layer in block.conv_layers():
+                layer.noise_strength.fill_(0.1 if block.resolution == 4 else 1e-4)
+    generator_file = save_generator(tiny_generator, tmp_path / "weak.pt")
+    phases = [Phase("Mkn", steps=20, optimize="noise", lr=5.0, mse1=1e-5, noise_maps=list(range(1, 7)))]
+    psnrs = {}
+    for floor in (0.0, 0.1):
+        m = fit(module(generator_file, phases, noise_init="const", noise_floor=floor), make_items(images[:1]),
+                tmp_path / str(floor))
+        stored = torch.load(RunFolder(tmp_path / str(floor)).latents_path("img0"), weights_only=True)
+        assert torch.allclose(render_latents(RunFolder(tmp_path / str(floor)).latents_path("img0")),
+                              m.current_render(), atol=1e-5)
+        psnrs[floor] = float(psnr(m.current_render().clamp(-1, 1), images[:1]))
+        assert len(stored["noise"]) == len(tiny_generator.synthesis.noise_shapes)
+    with torch.no_grad():
+        start = tiny_generator.synthesis(tiny_generator.w_avg.expand(1, tiny_generator.num_ws, -1)).clamp(-1, 1)
+    before = float(psnr(start, images[:1]))
+    assert psnrs[0.0] - before < 0.5
+    assert psnrs[0.1] - before > 3.0
+

@@ -301,7 +301,7 @@ def test_embed_help_lists_the_commands_without_importing_torch():
     code = ("import sys; from embedding.commands import main; code = main(['--help']); "
             "assert 'torch' not in sys.modules and 'lightning' not in sys.modules; print('exit', code)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True).stdout
-    for command in ("fit", "encode", "edit", "train", "convert", "align"):
+    for command in ("fit", "encode", "edit", "train", "convert", "align", "fetch"):
         assert f"\n  {command} " in out
     assert "validate" not in out and "predict" not in out and "exit None" in out
 

@@ -1,7 +1,8 @@
 """Load StyleGAN2 generators and discriminators from official files, rosinality files or the project's format.
 
 ``source`` is a path to an NVIDIA ``.pkl``, a rosinality ``.pt``, a project ``.pt`` (with its
-``.json``), or the name of the embedded default (``"default"``). No format ever executes code
+``.json``), the name of the embedded default (``"default"``) or ``"mobilestylegan-ffhq"``
+(MobileStyleGAN's FFHQ 1024² generator, fetched once into the cache). No format ever executes code
 stored in the file. Every failure raises ``CheckpointError`` (or ``FileNotFoundError``) naming
 the file.
 """
@@ -15,17 +16,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from embedding.checkpoints import native, nvidia, rosinality
+from embedding.checkpoints import mobilestylegan, native, nvidia, rosinality
 from embedding.checkpoints.errors import CheckpointError
 from embedding.files import sha256
-from embedding.generators import Discriminator, Generator
+from embedding.generators import Discriminator, Generator, GeneratorBase
+from embedding.generators.mobilestylegan import MobileStyleGAN
 from embedding.methods.swapping.model import SwappingAutoencoder
 
 __all__ = ["CheckpointError", "build_network", "load_discriminator", "load_generator", "load_swapping_autoencoder",
            "save_discriminator", "save_generator", "save_swapping_autoencoder", "resolve_file", "DEFAULT_NAME",
-           "companion_discriminator", "provenance"]
+           "GENERATOR_ONLY", "companion_discriminator", "provenance"]
 
 DEFAULT_NAME = "default"
+_ARCHITECTURES = {"stylegan2": Generator, "mobilestylegan": MobileStyleGAN}   # of project-format generators
+GENERATOR_ONLY = {mobilestylegan.NAME: mobilestylegan.weights_file}   # named generators without a discriminator
 _DEFAULT_FILES = {"generator": "default_generator.pt", "discriminator": "default_discriminator.pt",
                   "swapping_autoencoder": "default_swapping_autoencoder.pt", "encoder": "default_encoder.pt"}
 
@@ -37,6 +41,15 @@ def default_path(kind: str) -> Path:
 
 def resolve_file(source: str | os.PathLike, kind: str) -> Path:
     """The existing file ``source`` names (``"default"``: the packaged network of ``kind``); errors name it."""
+    if str(source) in GENERATOR_ONLY:
+        if kind != "generator":
+            raise FileNotFoundError(f"{source} is a generator alone: it comes with no {kind} (name a {kind} "
+                                    "file of your own for what needs one)")
+        path = GENERATOR_ONLY[str(source)]()
+        if not path.is_file():
+            raise FileNotFoundError(f"{source} is not in the cache ({path.parent}); get it once with "
+                                    f"`embed fetch {source}`")
+        return path
     if str(source) == DEFAULT_NAME:
         path = default_path(kind)
         if not path.is_file():
@@ -55,15 +68,25 @@ def provenance(source: str | os.PathLike, kind: str = "generator", key: str = "g
 
 
 def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_ema",
-                   device: str | torch.device = "cpu") -> Generator:
+                   device: str | torch.device = "cpu") -> GeneratorBase:
     """The generator in ``source`` (``network`` picks ``G_ema`` or ``G`` inside NVIDIA pickles), frozen, eval mode."""
+    if str(source) == mobilestylegan.NAME:
+        kwargs, state, path = mobilestylegan.read()
+        generator = build_network(MobileStyleGAN, kwargs, state, path)
+        generator.mapping.w_avg.copy_(mobilestylegan.cached_w_avg(generator))
+        return generator.to(device)
     path = resolve_file(source, "generator")
+    architecture = Generator
     if path.suffix == ".pkl":
         data = nvidia.read_pickle(path)
         net = nvidia.network(data, network, path)
         kwargs, state = nvidia.generator_kwargs(net, path), net.state_dict()
     elif native.is_native(path):
         kwargs, state, _ = native.read(path, "generator")
+        architecture = _ARCHITECTURES.get(native.architecture(path))
+        if architecture is None:
+            raise CheckpointError(path, f"unknown generator architecture {native.architecture(path)!r}; "
+                                        f"known: {', '.join(_ARCHITECTURES)}")
     else:
         data = rosinality.read(path)
         g = data.get("g_ema" if network == "G_ema" else "g")
@@ -71,9 +94,9 @@ def load_generator(source: str | os.PathLike = DEFAULT_NAME, network: str = "G_e
             raise CheckpointError(path, "neither a project checkpoint (no .json beside it) nor a rosinality "
                                         "checkpoint with a 'g_ema' generator")
         kwargs, state = rosinality.generator_state(g, data.get("latent_avg"))
-    generator = build_network(Generator, kwargs, state, path)
+    generator = build_network(architecture, kwargs, state, path)
     if "mapping.w_avg" not in state:
-        generator.mapping.w_avg.copy_(_estimate_w_avg(generator))
+        generator.mapping.w_avg.copy_(generator.mapping.mean_latent())
     return generator.to(device)
 
 
@@ -156,10 +179,3 @@ def build_network(cls: type[nn.Module], kwargs: dict, state: dict, path: Path) -
                                         f"network expects {list(expected[key].shape)}")
     net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     return net.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def _estimate_w_avg(generator: Generator, samples: int = 10_000) -> torch.Tensor:
-    """Mean of mapped latents, for files that store no running mean."""
-    z = torch.randn(samples, generator.z_dim, generator=torch.Generator().manual_seed(0))
-    return generator.mapping(z)[:, 0].mean(dim=0)

@@ -1,7 +1,8 @@
 """The project's own checkpoint format: a weights-only ``.pt`` state dict beside a small ``.json`` config.
 
-The JSON names the network kind and its constructor arguments (plus free-form metadata such as
-a model card); the ``.pt`` holds nothing but tensors, so reading it can never run code.
+The JSON names the network kind, its constructor arguments (plus free-form metadata such as
+a model card) and, for generators other than StyleGAN2, the architecture; the ``.pt`` holds
+nothing but tensors, so reading it can never run code.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def save(net: nn.Module, kind: str, path: str | Path, dtype: torch.dtype | None 
     state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in net.state_dict().items()}
     config = {"format": FORMAT, "kind": kind, "init_kwargs": net.init_kwargs, "metadata": metadata or {}}
+    if getattr(net, "architecture", "stylegan2") != "stylegan2":
+        config["architecture"] = net.architecture
     atomic_write(path, lambda f: torch.save(state, f))
     atomic_write(config_path(path), lambda f: f.write(json.dumps(config, indent=2).encode()))
     return path
@@ -61,6 +64,11 @@ def read_config(path: Path, kind: str) -> dict:
     if config.get("kind") != kind:
         raise CheckpointError(path, f"holds a {config.get('kind')!r}, not a {kind!r}")
     return config
+
+
+def architecture(path: Path) -> str:
+    """The generator architecture a native checkpoint holds (files without the field hold a StyleGAN2)."""
+    return read_config(path, "generator").get("architecture", "stylegan2")
 
 
 def read(path: Path, kind: str) -> tuple[dict, dict, dict]:

@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
              "(the recipe's model.class_path)",
     "convert": "rewrite a checkpoint (NVIDIA, rosinality, project) in the project's or rosinality's format",
     "align": "align face photos the way the generator's training data was",
+    "fetch": "get a generator that does not ship with the project (mobilestylegan-ffhq: FFHQ 1024²) into the user "
+             "cache, once",
 }
 
 
@@ -57,5 +59,8 @@ def main(argv: list[str] | None = None) -> Any:
         print(f"embed: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sys.argv = [f"embed {name}", *rest]  # what the subcommand's own parser reports as its usage
-    return importlib.import_module(f"{__name__}.{name}").main(rest)
+    saved, sys.argv = sys.argv, [f"embed {name}", *rest]  # what the subcommand's own parser reports as its usage
+    try:
+        return importlib.import_module(f"{__name__}.{name}").main(rest)
+    finally:
+        sys.argv = saved

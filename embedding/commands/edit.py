@@ -241,7 +241,7 @@ def mix(content: str, style: str, rows: int = 4, generator: str | None = None, o
     if G_s is not G:
         raise ValueError(f"{content} and {style} render with different fine-tuned generators (DGP fits); "
                          "row mixing needs two codes of one generator")
-    code = edits.mix_rows(edits.code_from(record_c, G), edits.code_from(record_s, G), rows)
+    code = edits.mix_rows(edits.code_from(record_c, G), edits.code_from(record_s, G), rows, G.synthesis.noise_rows)
     path = Path(out) / f"{code.name}.png"
     _write_image(path, edits.render_codes(G, [code])[0])
     _write_code(path.with_suffix(".pt"), code, record_c, generator, f"mix rows={rows} content={content} style={style}")

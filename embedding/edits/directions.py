@@ -110,12 +110,12 @@ def sefa(generator: Generator, rows: Sequence[int] | None = None, count: int = 5
     """The ``count`` strongest closed-form directions ``[count, w_dim]`` of the layers reading ``rows``, and their
     eigenvalues ``[count]``, strongest first.
 
-    Conv layer ``j`` reads W+ row ``j``; ``rows`` None takes every conv layer.
+    ``rows`` None takes every row whose style weights the synthesis network offers (``style_weights``:
+    StyleGAN2's conv layers, every MobileStyleGAN modulation).
     """
-    layers = [getattr(block, name) for block in generator.synthesis.blocks()
-              for name in ("conv0", "conv1") if hasattr(block, name)]
+    layers = generator.synthesis.style_weights()
     chosen = range(len(layers)) if rows is None else rows
-    weight = torch.cat([layers[r].affine.weight.detach().float() for r in chosen])     # [channels, w_dim]
+    weight = torch.cat([layers[r].detach().float() for r in chosen])     # [channels, w_dim]
     weight = weight / weight.norm(dim=1, keepdim=True)
     values, vectors = torch.linalg.eigh(weight.T @ weight)
     top = values.argsort(descending=True)[:count]

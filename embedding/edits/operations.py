@@ -199,16 +199,18 @@ def _weights_between(a: Generator, b: Generator | None, steps: Sequence[float]) 
         yield t, work
 
 
-def mix_rows(content: Code, style: Code, rows: int) -> Code:
+def mix_rows(content: Code, style: Code, rows: int, noise_rows: Sequence[int] | None = None) -> Code:
     """Style transfer by W+ rows: the first ``rows`` rows (and their noise) from ``content``, the rest from ``style``.
 
-    Conv layer ``j`` reads W+ row ``j``, so noise map ``j`` follows row ``j``.
+    Noise map ``j`` follows the W+ row its layer reads, ``noise_rows[j]`` (the synthesis network's
+    ``noise_rows``; default ``j``, as in StyleGAN2, where conv layer ``j`` reads row ``j``).
     """
     num_ws = content.w_plus.shape[0]
     if not 0 <= rows <= num_ws:
         raise ValueError(f"rows must be in 0..{num_ws}, got {rows}")
     w = torch.cat([content.w_plus[:rows], style.w_plus[rows:]])
-    noise = [nc if j < rows else ns for j, (nc, ns) in enumerate(zip(content.noise, style.noise, strict=True))]
+    noise_rows = range(len(content.noise)) if noise_rows is None else noise_rows
+    noise = [nc if r < rows else ns for r, nc, ns in zip(noise_rows, content.noise, style.noise, strict=True)]
     return Code(w, noise, f"{content.name}+{style.name}.rows{rows}")
 
 

@@ -10,17 +10,15 @@ map scaled by a learned strength. Module and parameter names follow NVIDIA's che
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
 
+from embedding.generators.base import GeneratorBase, SynthesisBase
 from embedding.generators.layers import DEFAULT_FILTER, FullyConnectedLayer
 from embedding.generators.ops import bias_act, modulated_conv2d, normalize_2nd_moment, setup_filter, upsample2d
-
-Replacement = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
 def channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -90,6 +88,13 @@ class MappingNetwork(nn.Module):
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
             x[:, :cutoff] = self.w_avg.lerp(x[:, :cutoff], truncation_psi)
         return x
+
+    @torch.no_grad()
+    def mean_latent(self, samples: int = 10_000, seed: int = 0, chunk: int = 10_000) -> torch.Tensor:
+        """Mean of ``samples`` mapped random latents ``[w_dim]`` (for files that store no running mean)."""
+        device = self.fc0.weight.device
+        z = torch.randn(samples, self.z_dim, generator=torch.Generator().manual_seed(seed))
+        return torch.cat([self.forward(part.to(device))[:, 0] for part in z.split(chunk)]).mean(0)
 
 
 class SynthesisLayer(nn.Module):
@@ -187,7 +192,7 @@ class SynthesisBlock(nn.Module):
         return x, img
 
 
-class SynthesisNetwork(nn.Module):
+class SynthesisNetwork(SynthesisBase):
     """W+ (and noise maps) → image in [-1, 1]; the part of the generator that embedding optimises through."""
 
     def __init__(
@@ -230,10 +235,17 @@ class SynthesisNetwork(nn.Module):
         """The checkpoint's fixed noise maps (``noise_mode='const'``), each ``[1, 1, H, W]``."""
         return [layer.noise_const[None, None] for b in self.blocks() for layer in b.conv_layers()]
 
-    def random_noise(self, batch: int = 1, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """Fresh standard-normal noise maps, each ``[batch, 1, H, W]``."""
-        device = self.b4.const.device
-        return [torch.randn((batch, *shape[1:]), generator=generator, device=device) for shape in self.noise_shapes]
+    @property
+    def noise_rows(self) -> list[int]:
+        """Conv layer ``j`` reads W+ row ``j``."""
+        return list(range(len(self.noise_shapes)))
+
+    def noise_strengths(self) -> torch.Tensor:
+        return torch.stack([layer.noise_strength.detach().abs() for b in self.blocks() for layer in b.conv_layers()])
+
+    def style_weights(self) -> list[torch.Tensor]:
+        """The conv layers' affine weights (conv layer ``j`` reads row ``j``; the last toRGB's row is left out)."""
+        return [layer.affine.weight for b in self.blocks() for layer in b.conv_layers()]
 
     def forward(
         self,
@@ -242,9 +254,8 @@ class SynthesisNetwork(nn.Module):
         noise_mode: str = "const",
     ) -> torch.Tensor:
         """Render ``ws`` [B, num_ws, w_dim]; ``noise`` (one map per conv layer) overrides ``noise_mode``."""
-        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-            raise ValueError(f"ws must be [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
-        noise = self._resolve_noise(ws.shape[0], noise, noise_mode)
+        self.check_ws(ws)
+        noise = self.resolve_noise(ws.shape[0], noise, noise_mode)
         ws = ws.to(torch.float32)
         x = img = None
         w_idx = n_idx = 0
@@ -255,61 +266,8 @@ class SynthesisNetwork(nn.Module):
             n_idx += block.num_conv
         return img
 
-    def _resolve_noise(self, batch: int, noise: Sequence[torch.Tensor] | None, mode: str) -> list:
-        shapes = self.noise_shapes
-        if noise is not None:
-            if len(noise) != len(shapes):
-                raise ValueError(f"expected {len(shapes)} noise maps, got {len(noise)}")
-            for i, (n, shape) in enumerate(zip(noise, shapes, strict=True)):
-                if n.ndim != 4 or n.shape[1:] != shape[1:] or n.shape[0] not in (1, batch):
-                    raise ValueError(f"noise map {i} must be [1 or {batch}, 1, {shape[2]}, {shape[3]}], "
-                                     f"got {list(n.shape)}")
-            return list(noise)
-        if mode == "const":
-            return self.const_noise()
-        if mode == "random":
-            return self.random_noise(batch)
-        if mode == "none":
-            return [None] * len(shapes)
-        raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {mode!r}")
 
-    @contextlib.contextmanager
-    def taps(
-        self, read: Sequence[str] = (), replace: dict[str, Replacement] | None = None
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """Read and/or replace layer activations during the renders inside the ``with`` block.
-
-        ``read`` names layers (see ``layer_names``) whose outputs are stored in the yielded dict;
-        ``replace`` maps a layer name to a tensor (used instead of the layer's output) or to a
-        function of the output (e.g. ``lambda a: m * a + (1 - m) * b``).
-        """
-        replace = replace or {}
-        unknown = sorted((set(read) | set(replace)) - set(self.layer_names))
-        if unknown:
-            raise KeyError(f"unknown layer(s) {unknown}; layers are {self.layer_names}")
-        store: dict[str, torch.Tensor] = {}
-        handles = [self.get_submodule(name).register_forward_hook(self._tap_hook(name, name in read, replace.get(name),
-                                                                                 store))
-                   for name in dict.fromkeys([*read, *replace])]
-        try:
-            yield store
-        finally:
-            for h in handles:
-                h.remove()
-
-    @staticmethod
-    def _tap_hook(name: str, keep: bool, replacement: Replacement | None, store: dict):
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-            if replacement is not None:
-                new = replacement(output) if callable(replacement) else replacement
-                output = new.to(dtype=output.dtype).expand_as(output)
-            if keep:
-                store[name] = output
-            return output
-        return hook
-
-
-class Generator(nn.Module):
+class Generator(GeneratorBase):
     """StyleGAN2 generator: ``mapping`` (z, c → W+) and ``synthesis`` (W+, noise → image)."""
 
     def __init__(
@@ -331,23 +289,3 @@ class Generator(nn.Module):
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **(synthesis_kwargs or {}))
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **(mapping_kwargs or {}))
-
-    @property
-    def resolution(self) -> int:
-        return self.img_resolution
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        """The mean latent (the usual starting point of an embedding)."""
-        return self.mapping.w_avg
-
-    def forward(
-        self,
-        z: torch.Tensor,
-        c: torch.Tensor | None = None,
-        truncation_psi: float = 1.0,
-        truncation_cutoff: int | None = None,
-        noise_mode: str = "const",
-    ) -> torch.Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)

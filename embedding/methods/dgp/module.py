@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embedding.checkpoints import load_discriminator
+from embedding.checkpoints import DEFAULT_NAME, GENERATOR_ONLY, load_discriminator
 from embedding.degradations import Downsample, Grayscale, Mask, colorize, parse_degradations, same_size
 from embedding.fitting.method import FitResult, FittingMethod, GroupView
 from embedding.fitting.schedule import Schedule, with_steps
@@ -73,6 +73,10 @@ class DGPModule(FittingMethod):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if generator in GENERATOR_ONLY and discriminator == DEFAULT_NAME:
+            raise ValueError(f"DGP's loss compares discriminator features, and {generator} comes without a "
+                             "discriminator (the embedded default's is for its own 64² faces); pass "
+                             "--model.discriminator with one trained on the generator's data")
         self.save_hyperparameters()
         self.use_generator(generator)
         self.discriminator = load_discriminator(discriminator)

@@ -10,6 +10,7 @@ together equals fitting each alone.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Literal
 
 import torch
@@ -50,6 +51,12 @@ class EmbeddingModule(FittingMethod):
             with the embedded default generator, the shipped encoder (``"default"``) when none is named.
         noise_init: starting noise: ``"random"`` (N(0, I), the paper's), ``"const"`` (the
             checkpoint's fixed maps) or ``"latents"``.
+        noise_floor: the noise phase fits each unit-variance map divided by a gain, ``floor / strength``
+            rounded up to a power of two, where a map's strength is how much its layer scales it and
+            ``floor`` is ``noise_floor`` times the generator's strongest (gain 1 above it). An optimiser
+            step then moves every layer's activations by at least about ``lr × floor``: layers with weak
+            noise move as fast as one of strength ``floor``. 0 fits the unit-variance maps themselves.
+            Renders and saved maps are the same either way (powers of two divide exactly).
         perceptual: the network of the perceptual and style terms (:mod:`embedding.perceptual`):
             ``"vgg16"`` (the paper's), ``"discriminator"`` (the generator's own D), ``"face"``,
             ``"vgg16-random"`` (tests), or ``"auto"``: vgg16 (vgg16-random with ``vgg_weights: random``).
@@ -76,6 +83,7 @@ class EmbeddingModule(FittingMethod):
         w_init_offset: float = 0.0,
         latents: str | None = None,
         noise_init: Literal["random", "const", "latents"] = "random",
+        noise_floor: float = 0.1,
         encoder: str | None = None,
         perceptual: str = "auto",
         discriminator: str | None = None,
@@ -89,6 +97,12 @@ class EmbeddingModule(FittingMethod):
         self.save_hyperparameters()
         self.use_generator(generator)
         self.face_box = resolve_face_box("auto", self.generator.resolution)  # where the identity term looks
+        if noise_floor < 0:
+            raise ValueError(f"noise_floor must be ≥ 0, got {noise_floor}")
+        strengths = self.generator.synthesis.noise_strengths()
+        floor = noise_floor * float(strengths.max())
+        self.noise_gains = [2.0 ** math.ceil(math.log2(floor / s)) if 0 < s < floor else 1.0
+                            for s in strengths.tolist()]
         self.schedule = Schedule(with_steps(phases or reconstruction_phases(), steps or {}))
         self.perceptual: PerceptualNetwork | None = None
         request = Request(generator, vgg_weights, vgg_resize, discriminator)
@@ -131,7 +145,8 @@ class EmbeddingModule(FittingMethod):
                                                    for stem, g in zip(self.group_stems, streams, strict=True)],
                                                  strict=True)]
         self.w_plus = nn.Parameter(w.to(self.device))
-        self.noise = nn.ParameterList([nn.Parameter(n.to(self.device)) for n in noise])
+        self.noise = nn.ParameterList([nn.Parameter(n.to(self.device) / g) for n, g in zip(noise, self.noise_gains,
+                                                                                           strict=True)])
         self.register_buffer("w_start", w.to(self.device).clone(), persistent=False)
         self._phase_targets = {}
 
@@ -203,7 +218,11 @@ class EmbeddingModule(FittingMethod):
         w, rows = self.w_plus, self._phase_targets.get("rows")
         if rows is not None:
             w = torch.where(rows.bool(), w, w.detach())
-        return self.generator.synthesis(w, noise=list(self.noise))
+        return self.generator.synthesis(w, noise=self.noise_maps())
+
+    def noise_maps(self) -> list[torch.Tensor]:
+        """The unit-variance noise maps the layers receive: the fitted values times each map's gain."""
+        return [n * g for n, g in zip(self.noise, self.noise_gains, strict=True)]
 
     def per_image_loss(self, render: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 1 (plus the optional pull toward the starting code) for each image: ``[B]`` and the terms."""
@@ -239,7 +258,7 @@ class EmbeddingModule(FittingMethod):
         meta = self.metadata(stem, perceptual=self.perceptual.describe() if self.perceptual else None,
                              fitted_noise=fitted_noise)
         return FitResult(Latents(self.w_plus[i].detach().float().cpu(),
-                                 [n[i : i + 1].detach().float().cpu() for n in self.noise], meta))
+                                 [n[i : i + 1].detach().float().cpu() for n in self.noise_maps()], meta))
 
     # ---- initial values ----------------------------------------------------------------------
 
