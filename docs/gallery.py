@@ -34,15 +34,15 @@ def photo(stem: str) -> Image.Image:
     return Image.open(PHOTOS / f"{stem}.jpg").convert("RGB").crop(CROP)
 
 
-def panel(tiles: list[tuple[str, Image.Image]], path: Path) -> None:
-    """One row of captioned tiles."""
-    sheet = Image.new("RGB", (TILE * len(tiles), TILE + 16), "white")
+def panel(tiles: list[tuple[str, Image.Image]], path: Path, tile: int = TILE) -> None:
+    """One row of captioned tiles, ``tile`` pixels square (JPEG at quality 85 for a ``.jpg`` path)."""
+    sheet = Image.new("RGB", (tile * len(tiles), tile + 16), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (caption, image) in enumerate(tiles):
-        sheet.paste(image.convert("RGB").resize((TILE, TILE), Image.Resampling.LANCZOS), (i * TILE, 0))
-        draw.text((i * TILE + 3, TILE + 2), caption, fill="black")
+        sheet.paste(image.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS), (i * tile, 0))
+        draw.text((i * tile + 3, tile + 2), caption, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    sheet.save(path, **({"quality": 85} if path.suffix == ".jpg" else {}))
     print("wrote", path.relative_to(ROOT))
 
 

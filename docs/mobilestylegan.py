@@ -17,7 +17,8 @@ import csv
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from gallery import panel
+from PIL import Image
 
 from embedding.checkpoints import load_generator, mobilestylegan
 from embedding.fitting.run_folder import RunFolder
@@ -27,24 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TILE = 256
 
 
-def sheet(tiles: list[tuple[str, Image.Image]], path: Path) -> None:
-    """One row of captioned tiles, saved as a small JPEG."""
-    out = Image.new("RGB", (TILE * len(tiles), TILE + 18), "white")
-    draw = ImageDraw.Draw(out)
-    for i, (caption, image) in enumerate(tiles):
-        out.paste(image.convert("RGB").resize((TILE, TILE), Image.Resampling.LANCZOS), (i * TILE, 0))
-        draw.text((i * TILE + 4, TILE + 3), caption, fill="black")
-    out.save(path, quality=85)
-    print("wrote", path)
-
-
 @torch.no_grad()
 def samples(seeds: list[int], psi: float) -> None:
+    """Four (or len(seeds)) truncated samples with the fixed noise, in one row."""
     g = load_generator(mobilestylegan.NAME)
     z = torch.stack([torch.randn(g.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
     images = g.synthesis(g.mapping(z, truncation_psi=psi), noise_mode="const").clamp(-1, 1)
-    sheet([(f"seed {s}", to_pil(image)) for s, image in zip(seeds, images, strict=True)],
-          ROOT / "docs" / "mobilestylegan_samples.jpg")
+    panel([(f"seed {s}", to_pil(image)) for s, image in zip(seeds, images, strict=True)],
+          ROOT / "docs" / "mobilestylegan_samples.jpg", TILE)
 
 
 def final_psnr(run: Path, stem: str, phase: str) -> float:
@@ -55,12 +46,13 @@ def final_psnr(run: Path, stem: str, phase: str) -> float:
 
 
 def reconstruction(photo: Path, wplus_run: Path, noise_run: Path) -> None:
+    """The photo, its W+ render and its W+ & noise render (the two runs may be one folder), captioned with PSNR."""
     stem = photo.stem
     wplus, noise = RunFolder(wplus_run).image_path(stem, "WI"), RunFolder(noise_run).image_path(stem, "Mkn")
-    sheet([("target (aligned photo)", Image.open(photo)),
+    panel([("target (aligned photo)", Image.open(photo)),
            (f"W+: {final_psnr(wplus_run, stem, 'WI'):.1f} dB", Image.open(wplus)),
            (f"W+ & noise: {final_psnr(noise_run, stem, 'Mkn'):.1f} dB", Image.open(noise))],
-          ROOT / "docs" / "mobilestylegan_reconstruction.jpg")
+          ROOT / "docs" / "mobilestylegan_reconstruction.jpg", TILE)
 
 
 def main() -> None:
