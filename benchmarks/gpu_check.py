@@ -51,7 +51,6 @@ import yaml
 from throughput import build_module, device_name, measure, tiny_generator
 
 from embedding.checkpoints import load_generator, save_generator
-from embedding.vgg import imagenet_cache_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "reconstruct.yaml"
@@ -460,15 +459,13 @@ class GpuCheck:
         photos.mkdir(parents=True)
         for face in FACES:
             shutil.copy(face, photos / face.name)
-        perceptual = [] if generator == "default" or imagenet_cache_path().is_file() else [
-            "--model.vgg_weights", "random"]
         resize = [] if generator == "default" or self.scale.vgg_resize is None else [
             "--model.vgg_resize", str(self.scale.vgg_resize)]
         command = [sys.executable, "-m", "embedding.commands", "fit", "--config", str(RECIPE), "--model.generator",
                    generator, "--model.steps", steps, "--data.images", str(photos), "--data.batch_size", "2",
                    "--trainer.default_root_dir", str(root / "run"), "--trainer.accelerator", accelerator,
                    "--trainer.devices", "1", "--trainer.precision", precision, "--trainer.enable_progress_bar",
-                   "false", *perceptual, *resize]
+                   "false", *resize]
         done = subprocess.run(command, cwd=ROOT, env=project_env(), capture_output=True, text=True,
                               timeout=self.timeout(180))
         if done.returncode != 0:

@@ -34,13 +34,23 @@ def photo(stem: str) -> Image.Image:
     return Image.open(PHOTOS / f"{stem}.jpg").convert("RGB").crop(CROP)
 
 
-def panel(tiles: list[tuple[str, Image.Image]], path: Path, tile: int = TILE) -> None:
-    """One row of captioned tiles, ``tile`` pixels square (JPEG at quality 85 for a ``.jpg`` path)."""
+def tile_row(tiles: list[tuple[str, Image.Image]], tile: int = TILE) -> Image.Image:
+    """One row of captioned tiles, ``tile`` pixels square."""
     sheet = Image.new("RGB", (tile * len(tiles), tile + 16), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (caption, image) in enumerate(tiles):
         sheet.paste(image.convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS), (i * tile, 0))
         draw.text((i * tile + 3, tile + 2), caption, fill="black")
+    return sheet
+
+
+def panel(tiles: list[tuple[str, Image.Image]] | list[list[tuple[str, Image.Image]]], path: Path,
+          tile: int = TILE) -> None:
+    """Captioned tiles in one row, or in rows (a list of rows), saved (JPEG at quality 85 for a ``.jpg`` path)."""
+    rows = [tile_row(row, tile) for row in (tiles if isinstance(tiles[0], list) else [tiles])]
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    for i, row in enumerate(rows):
+        sheet.paste(row, (0, i * row.height))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, **({"quality": 85} if path.suffix == ".jpg" else {}))
     print("wrote", path.relative_to(ROOT))

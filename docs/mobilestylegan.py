@@ -1,13 +1,12 @@
-"""The README's MobileStyleGAN figures: random samples, and a reconstruction of a real photo from two runs.
+"""The README's MobileStyleGAN figures: random samples, and real photos reconstructed four ways.
 
-    python docs/mobilestylegan.py samples                      # docs/mobilestylegan_samples.jpg
-    python docs/mobilestylegan.py reconstruction PHOTO WPLUS_RUN NOISE_RUN
-                                                               # docs/mobilestylegan_reconstruction.jpg
+    python docs/mobilestylegan.py samples               # docs/mobilestylegan_samples.jpg
+    python docs/mobilestylegan.py reconstruction RUN    # docs/mobilestylegan_reconstruction.jpg
 
-``samples`` renders four seeds at ψ = 0.7 with the fixed noise. ``reconstruction`` lays out the
-aligned photo, the render after the W+ phase (from the run that fitted W+) and after the noise
-phase (from the run that continued it), captioned with their PSNR from each run's metrics.csv.
-Needs ``embed fetch mobilestylegan-ffhq``.
+``samples`` renders four seeds at ψ = 0.7 with the fixed noise (needs ``embed fetch
+mobilestylegan-ffhq``). ``reconstruction`` lays out the runs of ``benchmarks/real_face_inversion.py
+--run RUN``: a row per photo with the aligned photo, then W (PTI's pivot), W+, W+ & noise and PTI,
+each the image its run saved at that phase's end, captioned with the PSNR of its metrics.csv.
 """
 
 from __future__ import annotations
@@ -38,21 +37,27 @@ def samples(seeds: list[int], psi: float) -> None:
           ROOT / "docs" / "mobilestylegan_samples.jpg", TILE)
 
 
-def final_psnr(run: Path, stem: str, phase: str) -> float:
+COLUMNS = (("W", "pti", "pivot"), ("W+", "embedding", "WI"), ("W+ & noise", "embedding", "Mkn"),
+           ("PTI", "pti", "tune"))
+
+
+def phase_psnr(run: Path, stem: str, phase: str) -> float:
     """The last PSNR row of ``phase`` for ``stem`` in a run's metrics.csv."""
     with open(RunFolder(run).metrics_csv, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["image"] == stem and r["phase"] == phase]
     return float(rows[-1]["psnr"])
 
 
-def reconstruction(photo: Path, wplus_run: Path, noise_run: Path) -> None:
-    """The photo, its W+ render and its W+ & noise render (the two runs may be one folder), captioned with PSNR."""
-    stem = photo.stem
-    wplus, noise = RunFolder(wplus_run).image_path(stem, "WI"), RunFolder(noise_run).image_path(stem, "Mkn")
-    panel([("target (aligned photo)", Image.open(photo)),
-           (f"W+: {final_psnr(wplus_run, stem, 'WI'):.1f} dB", Image.open(wplus)),
-           (f"W+ & noise: {final_psnr(noise_run, stem, 'Mkn'):.1f} dB", Image.open(noise))],
-          ROOT / "docs" / "mobilestylegan_reconstruction.jpg", TILE)
+def reconstruction(run: Path) -> None:
+    """One row per aligned photo of ``run``: the photo, then each method's result at its phase end."""
+    rows = []
+    for photo in sorted((run / "aligned").glob("*.png")):
+        tiles = [(f"{photo.stem} (aligned photo)", Image.open(photo))]
+        for label, name, phase in COLUMNS:
+            image = Image.open(RunFolder(run / name).image_path(photo.stem, phase))
+            tiles.append((f"{label}: {phase_psnr(run / name, photo.stem, phase):.1f} dB", image))
+        rows.append(tiles)
+    panel(rows, ROOT / "docs" / "mobilestylegan_reconstruction.jpg", TILE)
 
 
 def main() -> None:
@@ -62,14 +67,12 @@ def main() -> None:
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     s.add_argument("--psi", type=float, default=0.7)
     r = sub.add_parser("reconstruction")
-    r.add_argument("photo", type=Path, help="the aligned photo the runs fitted")
-    r.add_argument("wplus_run", type=Path, help="run folder of the W+ phase")
-    r.add_argument("noise_run", type=Path, help="run folder of the noise phase that continued it")
+    r.add_argument("run", type=Path, help="the --run folder of benchmarks/real_face_inversion.py")
     args = parser.parse_args()
     if args.figure == "samples":
         samples(args.seeds, args.psi)
     else:
-        reconstruction(args.photo, args.wplus_run, args.noise_run)
+        reconstruction(args.run)
 
 
 if __name__ == "__main__":

@@ -34,14 +34,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+DOWN_TO = 256  # without an explicit resize, larger images are seen at this size
+
+
 class VGG16Features(nn.Module):
     """VGG-16 convolutional stack, frozen, returning post-ReLU activations of named layers.
 
     Starts with deterministic random weights (seed 0); `load_vgg16` puts real weights in.
     `features` is laid out as torchvision's `vgg16().features`, so its state dicts load unchanged.
-    Inputs are RGB in [-1, 1] (the generator's range); they are mapped to [0, 1], optionally
-    resized to `resize`² (bilinear, antialiased), and normalised with the ImageNet mean/std
-    that torchvision's weights expect.
+    Inputs are RGB in [-1, 1] (the generator's range); they are mapped to [0, 1], resized
+    (bilinear, antialiased) to `resize`² when it is given, else down to 256² when larger (as
+    Image2StyleGAN and NVIDIA's projector feed VGG-16 1024² faces), and normalised with the
+    ImageNet mean/std that torchvision's weights expect.
     """
 
     def __init__(self, resize: int | None = None) -> None:
@@ -69,9 +73,9 @@ class VGG16Features(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"VGG-16 expects RGB images [B, 3, H, W], got shape {tuple(x.shape)}")
         x = (x + 1) / 2
-        if self.resize is not None and tuple(x.shape[-2:]) != (self.resize, self.resize):
-            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
-                              align_corners=False, antialias=True)
+        size = self.resize or (DOWN_TO if max(x.shape[-2:]) > DOWN_TO else None)
+        if size is not None and tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return (x - self.mean) / self.std
 
     def forward(self, x: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:

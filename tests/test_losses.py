@@ -208,6 +208,9 @@ def test_vgg_returns_requested_layers_and_stops_early(vgg: VGG16Features) -> Non
 def test_vgg_resize() -> None:
     small = load_vgg16("random", resize=16)
     assert small(_images(1, 32), ["conv1_1"])["conv1_1"].shape == (1, 64, 16, 16)
+    by_default = load_vgg16("random")  # larger than 256²: seen at 256², as Image2StyleGAN saw 1024² faces
+    assert by_default(_images(1, 320), ["conv1_1"])["conv1_1"].shape == (1, 64, 256, 256)
+    assert by_default(_images(1, 64), ["conv1_1"])["conv1_1"].shape == (1, 64, 64, 64)
 
 
 def test_random_weights_are_deterministic_and_logged(caplog: pytest.LogCaptureFixture) -> None:

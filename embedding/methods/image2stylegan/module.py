@@ -65,7 +65,8 @@ class EmbeddingModule(FittingMethod):
         vgg_weights: ``"imagenet"`` (the shipped copy of torchvision's ImageNet weights), ``"torchvision"``
             (torchvision's own file in the torch hub cache), a path to a VGG-16 state dict, or ``"random"``
             (the same as ``perceptual: vgg16-random``).
-        vgg_resize: resize images to this size before VGG (Image2StyleGAN used 256).
+        vgg_resize: resize images to this size before VGG; by default images larger than 256² are resized
+            down to 256², as Image2StyleGAN did for 1024² faces, and smaller ones keep their size.
         percept_layers / style_layers: the network's layers of the perceptual and style terms
             (default: the network's own; VGG-16 conv1_1, conv1_2, conv2_2, conv3_3 and conv3_3).
         seed: base seed; each image draws its own stream from (seed, stem), so results do not
