@@ -103,6 +103,16 @@ def test_embedding_fits_the_ffhq_generator_and_its_latents_rerender(ffhq, tmp_pa
     assert torch.allclose(render_latents(path), m.current_render(), atol=1e-4)
 
 
+def test_codes_within_the_code_radius_render_images_and_far_codes_do_not(ffhq):
+    """Why PTI's regulariser stays inside ``code_radius`` on this generator: 4 directions from the mean code."""
+    away = ffhq.mapping(torch.randn(4, ffhq.z_dim, generator=torch.Generator().manual_seed(1)), None)[:, :1]
+    away = (away - ffhq.w_avg) / (away - ffhq.w_avg).norm(dim=-1, keepdim=True)
+    with torch.no_grad():
+        peak = {r: ffhq.synthesis((ffhq.w_avg + r * away).expand(-1, ffhq.num_ws, -1), noise_mode="const")
+                .flatten(1).abs().amax(1) for r in (ffhq.code_radius, 30.0)}
+    assert bool((peak[ffhq.code_radius] < 4).all()) and float(peak[30.0].max()) > 20, peak
+
+
 # ---- the architecture, on a small random network --------------------------------------------------
 
 

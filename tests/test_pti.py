@@ -58,7 +58,6 @@ def test_pti_tunes_each_photos_generator_around_its_pivot(tiny_generator_file, t
     assert all(drift["local", s] < drift["free", s] for s in stems), drift
 
 
-
 def test_pti_with_lpips_alone_loads_no_perceptual_network_and_moves_towards_the_photos(tiny_generator_file,
                                                                                          tmp_path):
     module = PTIModule(str(tiny_generator_file), percept=0.0, lpips=0.2, pivot_steps=10, tune_steps=10,
@@ -73,3 +72,13 @@ def test_pti_with_lpips_alone_loads_no_perceptual_network_and_moves_towards_the_
         start = lpips(g.synthesis(g.w_avg.expand(2, g.num_ws, -1), noise_mode="const"), targets)
     assert all(after < before - 0.02 for after, before in zip(tuned, start.tolist(), strict=True)), (tuned, start)
     assert Latents.load(tmp_path / "latents" / "img0.pt").metadata["perceptual"] is None
+
+
+def test_locality_alpha_is_the_papers_unless_the_generator_renders_images_only_closer(tiny_generator_file):
+    assert PTIModule(str(tiny_generator_file)).locality_alpha() == 30.0
+    capped = PTIModule(str(tiny_generator_file))
+    capped.generator.code_radius = 1.5
+    assert capped.locality_alpha() == 1.5
+    chosen = PTIModule(str(tiny_generator_file), locality_alpha=40.0)
+    chosen.generator.code_radius = 1.5
+    assert chosen.locality_alpha() == 40.0

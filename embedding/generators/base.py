@@ -130,6 +130,9 @@ class GeneratorBase(nn.Module):
     num_ws: int
     img_resolution: int
     img_channels: int
+    code_radius: float | None = None
+    """How far from the mean code (W distance) renders stay images; None where the network bounds its
+    activations itself (StyleGAN2's demodulation). Regularisers that sample codes far out respect it."""
 
     @property
     def resolution(self) -> int:

@@ -26,6 +26,7 @@ from embedding.metrics import lpips
 from embedding.perceptual import PerceptualNetwork, Request, load_perceptual
 
 Batch = dict
+PAPER_ALPHA = 30.0  # PTI's distance of the locality regulariser's codes from the pivot
 
 
 @dataclass
@@ -53,7 +54,9 @@ class PTIModule(FittingMethod):
             PTI weighs MSE on [-1, 1] images and LPIPS 1 : 1, and ``mse`` 1e-5 in 0-255 units is
             1e-5 × 127.5² ≈ 0.16 in [-1, 1] units.
         locality: weight of the locality regulariser λ_R (the paper: 0.1); 0 switches it off.
-        locality_alpha: α, how far from the pivot the regulariser's codes lie (the paper: 30).
+        locality_alpha: α, how far from the pivot the regulariser's codes lie. None: the paper's 30, or the
+            generator's ``code_radius`` where that is smaller (MobileStyleGAN: 15; its renders 30 away are
+            garbage, and tuning toward them diverges).
         perceptual: the perceptual network (:mod:`embedding.perceptual`), ``auto`` as for the embedding.
         discriminator / vgg_weights: where the ``discriminator`` and ``vgg16`` networks come from.
         diff_dtype: dtype of the stored weight differences.
@@ -73,7 +76,7 @@ class PTIModule(FittingMethod):
         percept: float = 0.0,
         lpips: float = 0.16,
         locality: float = 0.1,
-        locality_alpha: float = 30.0,
+        locality_alpha: float | None = None,
         perceptual: str = "auto",
         discriminator: str | None = None,
         vgg_weights: str = "imagenet",
@@ -139,16 +142,22 @@ class PTIModule(FittingMethod):
             total = total + hp.locality * terms["locality"]
         return total, terms
 
+    def locality_alpha(self) -> float:
+        """α as set, else the paper's 30 capped at the generator's code radius."""
+        if self.hparams.locality_alpha is not None:
+            return self.hparams.locality_alpha
+        return min(PAPER_ALPHA, self.generator.code_radius or PAPER_ALPHA)
+
     def _locality(self) -> Tensor:
         """Per image: how differently the tuned and the pretrained weights render codes α away from the pivot."""
-        g, hp = self.generator, self.hparams
+        g, alpha = self.generator, self.locality_alpha()
         z = torch.stack([torch.randn(g.z_dim, generator=self.stream(stem, self.group_step))
                          for stem in self.group_stems])
         with torch.no_grad():
             w_z = g.mapping(z.to(self.device), None)[:, :1]
             pivot = self.latent.detach()
             away = w_z - pivot
-            w_r = pivot + hp.locality_alpha * away / away.norm(dim=-1, keepdim=True)
+            w_r = pivot + alpha * away / away.norm(dim=-1, keepdim=True)
             ws = w_r.expand(-1, g.num_ws, -1)
             before = g.synthesis(ws, noise_mode="const")
             before_features = self._features(before)
