@@ -2,11 +2,15 @@
 
     python docs/mobilestylegan.py samples               # docs/mobilestylegan_samples.jpg
     python docs/mobilestylegan.py reconstruction RUN    # docs/mobilestylegan_reconstruction.jpg
+    python docs/mobilestylegan.py attribute smile STRIP...   # docs/mobilestylegan_smile.jpg
 
 ``samples`` renders four seeds at ψ = 0.7 with the fixed noise (needs ``embed fetch
 mobilestylegan-ffhq``). ``reconstruction`` lays out the runs of ``benchmarks/real_face_inversion.py
 --run RUN``: a row per photo with the aligned photo, then W (PTI's pivot), W+, W+ & noise and PTI,
 each the image its run saved at that phase's end, captioned with the PSNR of its metrics.csv.
+``attribute`` lays out strips written by ``embed edit attribute`` (one row each), captioning every
+frame with face-api's score of the attribute and its identity distance from the unedited frame,
+both read in the face box FFHQ alignment implies.
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ import argparse
 import csv
 from pathlib import Path
 
+import numpy as np
 import torch
 from gallery import panel
 from PIL import Image
 
 from embedding.checkpoints import load_generator, mobilestylegan
+from embedding.faces import face_attributes, identity_distance
+from embedding.faces.attributes import ATTRIBUTE_SCORES
+from embedding.faces.crop import FFHQ
 from embedding.fitting.run_folder import RunFolder
 from embedding.images import to_pil
 
@@ -60,6 +68,23 @@ def reconstruction(run: Path) -> None:
     panel(rows, ROOT / "docs" / "mobilestylegan_reconstruction.jpg", TILE)
 
 
+@torch.no_grad()
+def attribute(name: str, strips: list[Path]) -> None:
+    """Each strip ``<stem>.<direction>.png`` in a row, its frames captioned with score and identity drift."""
+    rows = []
+    for strip in strips:
+        strengths = sorted(float(p.stem) for p in strip.with_suffix("").glob("*.pt"))
+        frames = torch.from_numpy(np.array(Image.open(strip).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+        frames = torch.stack(frames.chunk(len(strengths), dim=-1))
+        score = ATTRIBUTE_SCORES[name](face_attributes(frames, box=FFHQ))
+        drift = identity_distance(frames, frames[strengths.index(0.0)].expand_as(frames), box=FFHQ)
+        print(f"{strip.name}: " + ", ".join(f"{s:+g}: {name} {v:.2f}, identity {d:.2f}"
+                                              for s, v, d in zip(strengths, score, drift, strict=True)))
+        rows.append([(f"{strip.stem.split('.')[0]} {s:+g}: {name} {v:.2f}, id {d:.2f}", to_pil(frame))
+                     for s, v, d, frame in zip(strengths, score, drift, frames, strict=True)])
+    panel(rows, ROOT / "docs" / f"mobilestylegan_{name}.jpg", TILE)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="figure", required=True)
@@ -68,11 +93,16 @@ def main() -> None:
     s.add_argument("--psi", type=float, default=0.7)
     r = sub.add_parser("reconstruction")
     r.add_argument("run", type=Path, help="the --run folder of benchmarks/real_face_inversion.py")
+    a = sub.add_parser("attribute")
+    a.add_argument("name", choices=sorted(ATTRIBUTE_SCORES), help="the face-api score to caption with")
+    a.add_argument("strips", type=Path, nargs="+", help="strips written by embed edit attribute")
     args = parser.parse_args()
     if args.figure == "samples":
         samples(args.seeds, args.psi)
-    else:
+    elif args.figure == "reconstruction":
         reconstruction(args.run)
+    else:
+        attribute(args.name, args.strips)
 
 
 if __name__ == "__main__":

@@ -119,3 +119,16 @@ def test_a_constrained_edit_meets_the_strokes_and_stays_near_the_fit_elsewhere(t
     loose = constrained_edit(g, tiny_discriminator, code, target, mask, steps=30, lr=0.05, code_weight=0.0,
                              keep_weight=0.0)[1]
     assert free.outside_change < 0.5 * loose.outside_change, "λk keeps the image outside the constraint"
+
+
+def test_a_boundary_renders_a_large_generators_samples_a_few_at_a_time(tiny_generator, monkeypatch):
+    """At 1024² a hundred renders at once would take some 27 GiB; the default batch follows the resolution."""
+    monkeypatch.setattr(tiny_generator, "img_resolution", 1024)
+    sizes = []
+
+    def brightness(images):
+        sizes.append(len(images))
+        return images.mean(dim=(1, 2, 3))
+
+    linear_boundary(tiny_generator, brightness, samples=20)
+    assert sizes == [8, 8, 4]

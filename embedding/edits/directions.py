@@ -21,9 +21,12 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from embedding.files import atomic_write
 from embedding.generators import Generator
+
+BATCH_PIXELS = 8 * 1024**2  # pixels rendered at a time when sampling codes: 100 at 256² and below, 8 at 1024²
 
 
 @dataclass(eq=False)
@@ -81,20 +84,24 @@ def mean_difference(without: Sequence[Tensor], with_: Sequence[Tensor]) -> Tenso
 
 @torch.no_grad()
 def linear_boundary(generator: Generator, score: Callable[[Tensor], Tensor], samples: int = 2000,
-                    extremes: float = 0.3, truncation: float = 0.7, batch: int = 100, seed: int = 0) -> Tensor:
+                    extremes: float = 0.3, truncation: float = 0.7, batch: int | None = None,
+                    seed: int = 0) -> Tensor:
     """Unit normal ``[w_dim]`` of a linear boundary in W between high and low ``score`` of rendered samples.
 
     ``samples`` random codes (ψ = ``truncation``) are rendered and scored (``score``: images
     ``[B, 3, R, R]`` in [-1, 1] → ``[B]``); the top and bottom ``extremes`` fractions are labelled
     +1 and −1 and a least-squares linear classifier on their centred codes gives the normal,
-    pointing toward higher scores.
+    pointing toward higher scores. ``batch`` samples are rendered at a time (None: as many as hold
+    :data:`BATCH_PIXELS` pixels, so that 1024² renders stay within a few GiB).
     """
     g = generator
     device = g.w_avg.device
+    batch = batch or min(100, max(1, BATCH_PIXELS // g.img_resolution**2))
     z = torch.randn(samples, g.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     ws = torch.cat([g.mapping(chunk, None, truncation_psi=truncation)[:, 0] for chunk in z.split(batch)])
+    chunks = tqdm(ws.split(batch), desc="render and score", unit="batch", disable=None)
     scores = torch.cat([score(g.synthesis(w[:, None].expand(-1, g.num_ws, -1), noise_mode="const").clamp(-1, 1))
-                        for w in ws.split(batch)]).float()
+                        for w in chunks]).float()
     order = scores.argsort()
     k = max(1, int(samples * extremes))
     chosen = torch.cat([order[:k], order[-k:]])
