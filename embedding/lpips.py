@@ -69,7 +69,8 @@ class LPIPS(nn.Module):
 
 
 def load_lpips(net: Net = "alex") -> LPIPS:
-    """LPIPS with the shipped ImageNet trunk and v0.1 heads of ``net``, frozen and in evaluation mode."""
+    """LPIPS with the ImageNet trunk and v0.1 heads of ``net`` (``vgg``: fetched once, see
+    :func:`embedding.imagenet.shipped_state`), frozen and in evaluation mode."""
     model = LPIPS(net)
     model.load_state_dict(shipped_state(model.net))
     return model.requires_grad_(False).eval()

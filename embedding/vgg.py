@@ -16,7 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .imagenet import SHIPPED, check_state, read_state_dict, shipped_path, shipped_state, tap, vgg16_trunk
+from .imagenet import (
+    FETCH_COMMAND,
+    SHIPPED,
+    SHIPPED_DEPTH,
+    check_state,
+    fetched_path,
+    read_state_dict,
+    shipped_path,
+    shipped_state,
+    tap,
+    vgg16_trunk,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +95,10 @@ class VGG16Features(nn.Module):
         if not names:
             return {}
         indices = [_layer_index(name) for name in names]
+        if max(indices) >= len(self.features):
+            deepest = names[indices.index(max(indices))]
+            raise ValueError(f"VGG-16 layer {deepest} is beyond the ImageNet layers at hand (conv1_1 to conv4_3 ship "
+                             f"with the project): get the rest once with `{FETCH_COMMAND}`")
         return dict(zip(names, tap(self.features, self._preprocess(x), indices), strict=True))
 
 
@@ -95,13 +110,16 @@ def _layer_index(name: str) -> int:
 
 
 def load_vgg16(weights: str | os.PathLike = "imagenet", resize: int | None = None) -> VGG16Features:
-    """VGG-16 features with `weights`: "imagenet" (shipped), "torchvision" (hub cache), "random", or a path."""
+    """VGG-16 features with `weights`: "imagenet" (shipped to conv4_3; the rest once fetched), "torchvision"
+    (hub cache), "random", or a path."""
     model = VGG16Features(resize=resize)
     if weights == "random":
         logger.warning("VGG-16 has random weights: perceptual and style losses are not meaningful")
         return model
     if weights == "imagenet":
-        state, source = shipped_state("vgg16"), shipped_path("vgg16")
+        depth = None if fetched_path("vgg16").is_file() else SHIPPED_DEPTH["vgg16"]
+        model.features = model.features[:depth]
+        state, source = shipped_state("vgg16", depth), shipped_path("vgg16")
     elif weights == "torchvision":
         state, source = _torchvision_state_dict()
     else:

