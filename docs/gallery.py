@@ -1,40 +1,60 @@
-"""Make the README gallery: run every application recipe and edit with ``embed``, then lay out the results.
+"""Make the README gallery: every Image2StyleGAN++ application and code edit on real faces at 1024².
 
-    python docs/gallery.py                         # the shipped ImageNet VGG-16
-    python docs/gallery.py --vgg-weights random    # random VGG-16, as the README's figures were made
+    embed fetch mobilestylegan-ffhq
+    python docs/gallery.py                 # the schedule 2 CPU cores allow: W+ phases 60 steps, noise 30
+    python docs/gallery.py --steps 1000 -- --trainer.accelerator gpu --trainer.precision bf16-mixed
 
-Runs land in ``runs/gallery/<application>``; a rerun skips what is finished. Each figure is
-``docs/gallery/<application>.png``: the inputs, then the renders the run wrote.
+The photos (CelebA-HQ, and a neutral/smiling CelebA pair of one person, from ``../shared/data``)
+are aligned by ``embed align`` at 1024², then every recipe runs with ``embed fit --model.generator
+mobilestylegan-ffhq`` and the shipped ImageNet VGG-16, and the edits with ``embed edit`` on the
+reconstructions. ``--steps`` is the length of each W+ phase; noise phases take half. Runs land in
+``runs/gallery/<recipe>`` and a rerun continues killed runs and reuses finished ones. Each figure is
+``docs/gallery/<application>.jpg``: the inputs, then the renders the run wrote. Arguments after
+``--`` go to every ``embed fit``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from embedding.fitting.run_folder import RunFolder
+
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ROOT.parent / "shared" / "data" / "celeba_6k" / "img"  # CelebA's aligned photos, not in the repository
-CROP = (25, 57, 153, 185)  # their face square, as the default generator learned
-TILE = 128
-EDIT_PHOTOS = ["007454", "008799", "001434", "017827", "008229"]
+DATA = ROOT.parent / "shared" / "data"  # not in the repository
+PHOTOS = {stem: DATA / "stargan2_celebahq" / folder / f"{stem}.jpg" for folder, stem in (
+    ("src/female", "051340"), ("src/female", "069067"), ("src/male", "005735"), ("src/male", "196930"),
+    ("ref/female", "058881"), ("ref/female", "015248"))} | {
+    stem: DATA / "celeba_6k" / "img" / f"{stem}.jpg" for stem in ("001434", "017827")}  # one person: neutral, smiling
+RECONSTRUCTED = ("051340", "015248", "196930", "001434", "017827")  # A, B; the person; the pair (expression)
+GENERATOR = "mobilestylegan-ffhq"
+TILE = 256
+# Regions in the FFHQ-aligned frame, as fractions [left, top, right, bottom] of the image.
+HOLE = (0.32, 0.50, 0.68, 0.80)        # nose and mouth
+MOUTH = (0.30, 0.63, 0.70, 0.82)
+HAIR = (0.0, 0.0, 1.0, 0.25)           # above the forehead
+BLUR = "16"  # Mblur in pixels at 1024², as the recipes' 2 pixels (made for 64² and 256²) would leave a seam
+EYES = ((0.37, 0.465), (0.63, 0.465))  # centres of the eyes
 
 
 def embed(*args: str) -> None:
-    """Run the ``embed`` command of this environment, failing loudly."""
-    command = [sys.executable, "-c", "from embedding.commands import main; main()", *args]
+    """Run ``embed`` with this interpreter and the repository on the path, failing loudly; print its time."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     print("$ embed", " ".join(args), flush=True)
-    subprocess.run(command, cwd=ROOT, check=True)
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "embedding.commands", *args], cwd=ROOT, check=True,
+                   env={**os.environ, "PYTHONPATH": path})
+    print(f"  ({time.monotonic() - start:.0f} s)", flush=True)
 
 
-def photo(stem: str) -> Image.Image:
-    return Image.open(PHOTOS / f"{stem}.jpg").convert("RGB").crop(CROP)
-
-
-def tile_row(tiles: list[tuple[str, Image.Image]], tile: int = TILE) -> Image.Image:
+def tile_row(tiles: list[tuple[str, Image.Image]], tile: int) -> Image.Image:
     """One row of captioned tiles, ``tile`` pixels square."""
     sheet = Image.new("RGB", (tile * len(tiles), tile + 16), "white")
     draw = ImageDraw.Draw(sheet)
@@ -53,95 +73,166 @@ def panel(tiles: list[tuple[str, Image.Image]] | list[list[tuple[str, Image.Imag
         sheet.paste(row, (0, i * row.height))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, **({"quality": 85} if path.suffix == ".jpg" else {}))
-    print("wrote", path.relative_to(ROOT))
+    print("wrote", path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
-def fit(name: str, runs: Path, vgg: str, *extra: str) -> Path:
-    run = runs / name
-    embed("fit", "--config", f"recipes/{name}.yaml", "--model.vgg_weights", vgg, "--data.crop", str(list(CROP)),
-          "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false", *extra)
-    return run / "images"
+def phase_psnr(run: Path, stem: str, phase: str) -> float:
+    """The last PSNR row of ``phase`` for ``stem`` in a run's metrics.csv."""
+    with open(RunFolder(run).metrics_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["image"] == stem and r["phase"] == phase]
+    return float(rows[-1]["psnr"])
 
 
-def inputs(images: str, second: str | None = None) -> list[str]:
-    """``--data.images`` (and ``--data.second``) for CelebA photos by stem."""
-    args = ["--data.images", str(PHOTOS / f"{images}.jpg")]
-    return args + ["--data.second", str(PHOTOS / f"{second}.jpg")] if second else args
+class Gallery:
+    """The runs of one gallery: aligned photos, ``embed fit`` per recipe, figures from what they wrote."""
+
+    def __init__(self, runs: Path, steps: int, extra: list[str], out: Path) -> None:
+        self.runs, self.steps, self.extra, self.out = runs, steps, extra, out
+        self.aligned = runs / "aligned"
+
+    def align(self) -> None:
+        """``embed align`` every photo at 1024² once (kept between runs)."""
+        missing = [stem for stem in PHOTOS if not (self.aligned / f"{stem}.png").is_file()]
+        if missing:
+            embed("align", *[str(PHOTOS[s]) for s in missing], "--size", "1024", "--out", str(self.aligned),
+                  "--max-faces", "1")
+
+    def photo(self, stem: str) -> Image.Image:
+        return Image.open(self.aligned / f"{stem}.png").convert("RGB")
+
+    def fit(self, recipe: str, phases: dict[str, str], *args: str, name: str | None = None) -> Path:
+        """``embed fit`` of a recipe with MobileStyleGAN into ``runs/<name or recipe>``; ``phases`` names each
+        phase ``w``, ``noise`` or ``skip`` (its steps)."""
+        length = {"w": self.steps, "noise": self.steps // 2, "skip": 0}
+        steps = {phase: length[kind] for phase, kind in phases.items()}
+        run = self.runs / (name or recipe)
+        embed("fit", "--config", f"recipes/{recipe}.yaml", "--model.generator", GENERATOR,
+              "--model.steps", "{" + ", ".join(f"{k}: {v}" for k, v in steps.items()) + "}",
+              "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false", *args, *self.extra)
+        return run / "images"
+
+    def images(self, *stems: str) -> list[str]:
+        return [str(self.aligned / f"{s}.png") for s in stems]
+
+    def crossover(self) -> None:
+        i1, i2 = self.images("051340", "069067")
+        images = self.fit("crossover", {"Embed": "w", "Crossover": "w", "Mkn": "noise"},
+                          "--data.images", i1, "--data.second", i2, "--data.blur_sigma", BLUR)
+        panel([("I1 (left half)", self.photo("051340")), ("I2 (the rest)", self.photo("069067")),
+               ("embedding of I1", Image.open(images / "051340.Embed.png")),
+               ("crossover W+", Image.open(images / "051340.Crossover.png")),
+               ("+ noise (result)", Image.open(images / "051340.png"))], self.out / "crossover.jpg")
+
+    def inpaint(self) -> None:
+        images = self.fit("inpaint", {"WI": "w", "Mkn": "noise"}, "--data.images", *self.images("005735"),
+                          "--data.mask.box", str(list(HOLE)))
+        hole = self.photo("005735")
+        ImageDraw.Draw(hole).rectangle(scaled(HOLE, hole.size), fill="black")
+        panel([("photo", self.photo("005735")), ("with the hole", hole),
+               *[(f"fill {k}", Image.open(images / f"005735_{k}.png")) for k in (1, 2, 3)]],
+              self.out / "inpaint.jpg")
+
+    def scribble(self) -> None:
+        strokes = self.runs / "sunglasses.png"
+        sunglasses(self.photo("196930").size).save(strokes)
+        images = self.fit("scribble", {"Embed": "w", "Scribble": "w", "Mkn": "noise"},
+                          "--data.images", *self.images("196930"), "--data.scribble", str(strokes))
+        scribbled = Image.alpha_composite(self.photo("196930").convert("RGBA"), Image.open(strokes))
+        panel([("photo", self.photo("196930")), ("scribbled", scribbled),
+               ("embedding", Image.open(images / "196930.Embed.png")),
+               ("first 4 rows", Image.open(images / "196930.Scribble.png")),
+               ("+ noise (result)", Image.open(images / "196930.png"))], self.out / "scribble.jpg")
+
+    def style_transfer(self) -> None:
+        base, style = self.images("069067", "058881")
+        images = self.fit("style_transfer", {"Embed": "w", "Style": "w", "Mkn": "noise"},
+                          "--data.images", base, "--data.second", style,
+                          "--data.mask.box", str(list(HAIR)), "--data.blur_sigma", BLUR)
+        panel([("base", self.photo("069067")), ("style", self.photo("058881")),
+               ("embedding", Image.open(images / "069067.Embed.png")),
+               ("style, top 25%", Image.open(images / "069067.Style.png")),
+               ("+ noise (result)", Image.open(images / "069067.png"))], self.out / "style_transfer.jpg")
+
+    def reconstruction(self) -> None:
+        """Algorithm 2 on the photos the edits use: each photo, its W+ render, then W+ & noise."""
+        self.fit("reconstruct", {"WI": "w", "Mkn": "noise"}, "--data.images", str(self.images(*RECONSTRUCTED)))
+        run = self.runs / "reconstruct"
+        panel([[("photo", self.photo(stem)),
+                (f"W+: {phase_psnr(run, stem, 'WI'):.1f} dB", Image.open(run / "images" / f"{stem}.WI.png")),
+                (f"W+ & noise: {phase_psnr(run, stem, 'Mkn'):.1f} dB", Image.open(run / "images" / f"{stem}.png"))]
+               for stem in RECONSTRUCTED],
+              self.out / "reconstruction.jpg", TILE * 3 // 4)
+
+    def edits(self, strength: float) -> None:
+        """Edits of reconstructions (Image2StyleGAN++ Sec. 5 and 7.6, Image2StyleGAN's code arithmetic)."""
+        self.reconstruction()
+        latents, recon = self.runs / "reconstruct" / "latents", self.runs / "reconstruct" / "images"
+        edit = self.runs / "edits"
+        a, b = str(latents / "051340.pt"), str(latents / "015248.pt")
+        mouth = "box:" + ",".join(str(v) for v in MOUTH)
+        embed("edit", "transfer", a, b, mouth, "--mask_blur", "16", "--out", str(edit))
+        embed("edit", "activation", a, b, "--layer", "layers.1.conv1", "--op", "average", "--lam", "0.5",
+              "--out", str(edit))
+        # Fitted noise maps hold each photo's detail in place, so mixing rows mixes them too: mix W+ codes.
+        self.fit("reconstruct", {"WI": "w", "Mkn": "skip"}, "--data.images", str(self.images("051340", "015248")),
+                 name="reconstruct_wplus")
+        w_only = self.runs / "reconstruct_wplus" / "latents"
+        embed("edit", "mix", str(w_only / "051340.pt"), str(w_only / "015248.pt"), "--rows", "10", "--out", str(edit))
+        embed("edit", "morph", a, b, "--frames", "5", "--out", str(edit))
+        embed("edit", "morph", a, b, "--frames", "5", "--mask", mouth, "--mask_blur", "16", "--out", str(edit))
+        embed("edit", "arithmetic", str(latents / "196930.pt"), str(latents / "001434.pt"), str(latents / "017827.pt"),
+              "--strength", str(strength), "--out", str(edit))
+        panel([("A", Image.open(recon / "051340.png")), ("B", Image.open(recon / "015248.png")),
+               ("B's mouth, layer 4 (16x16)", Image.open(edit / "051340+015248.copy.layers.1.conv1.png")),
+               ("average, layers.1.conv1", Image.open(edit / "051340+015248.average.layers.1.conv1.png")),
+               ("rows 0-9 A, rest B (W+ codes)", Image.open(edit / "051340+015248.rows10.png"))],
+              self.out / "activations.jpg")
+        strip, masked = Image.open(edit / "051340~015248.png"), Image.open(edit / "051340~015248.masked.png")
+        side = strip.height
+        panel([[(f"morph {i}/4", strip.crop((i * side, 0, (i + 1) * side, side))) for i in range(5)],
+               [(f"mouth only {i}/4", masked.crop((i * side, 0, (i + 1) * side, side))) for i in range(5)]],
+              self.out / "morph.jpg")
+        panel([("person", Image.open(recon / "196930.png")), ("other, neutral", Image.open(recon / "001434.png")),
+               ("other, smiling", Image.open(recon / "017827.png")),
+               (f"+ {strength:g} x difference", Image.open(edit / "196930+017827-001434.png"))],
+              self.out / "expression.jpg")
 
 
-def with_overlay(image: Image.Image, overlay: Path) -> Image.Image:
-    layer = Image.open(overlay).convert("RGBA").resize(image.size)
-    return Image.alpha_composite(image.convert("RGBA"), layer)
+def scaled(box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A fractional box in pixels of an image of ``size``."""
+    return (round(box[0] * size[0]), round(box[1] * size[1]), round(box[2] * size[0]) - 1, round(box[3] * size[1]) - 1)
 
 
-def applications(runs: Path, vgg: str, out: Path) -> None:
-    """The Image2StyleGAN++ applications that fit (Algorithms 3-6)."""
-    images = fit("crossover", runs, vgg, *inputs("007454", "008799"))
-    panel([("I1 (left half)", photo("007454")), ("I2 (the rest)", photo("008799")),
-           ("embedding of I1", Image.open(images / "007454.Embed.png")),
-           ("crossover W+", Image.open(images / "007454.Crossover.png")),
-           ("+ noise (result)", Image.open(images / "007454.png"))], out / "crossover.png")
-
-    images = fit("inpaint", runs, vgg, *inputs("001770"))
-    hole = photo("001770").copy()
-    ImageDraw.Draw(hole).rectangle((int(0.3 * 128), int(0.45 * 128), int(0.7 * 128) - 1, int(0.85 * 128) - 1),
-                                   fill="black")
-    panel([("photo", photo("001770")), ("with the hole", hole),
-           *[(f"fill {k}", Image.open(images / f"001770_{k}.png")) for k in (1, 2, 3)]], out / "inpaint.png")
-
-    images = fit("scribble", runs, vgg, *inputs("011219"))
-    panel([("photo", photo("011219")), ("scribbled", with_overlay(photo("011219"), ROOT / "recipes" / "inputs" /
-                                                                  "sunglasses.png")),
-           ("embedding", Image.open(images / "011219.Embed.png")),
-           ("first 4 rows", Image.open(images / "011219.Scribble.png")),
-           ("+ noise (result)", Image.open(images / "011219.png"))], out / "scribble.png")
-
-    images = fit("style_transfer", runs, vgg, *inputs("008799", "008075"))
-    panel([("base", photo("008799")), ("style", photo("008075")),
-           ("embedding", Image.open(images / "008799.Embed.png")),
-           ("style, top 30%", Image.open(images / "008799.Style.png")),
-           ("+ noise (result)", Image.open(images / "008799.png"))], out / "style_transfer.png")
+def sunglasses(size: tuple[int, int]) -> Image.Image:
+    """Strokes of dark glasses over the eyes of an FFHQ-aligned face (alpha marks the strokes)."""
+    layer = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    w, h = size
+    for x, y in EYES:
+        draw.ellipse((round((x - 0.1) * w), round((y - 0.055) * h), round((x + 0.1) * w), round((y + 0.055) * h)),
+                     fill=(10, 10, 12, 255))
+    draw.line((round(0.45 * w), round(0.455 * h), round(0.55 * w), round(0.455 * h)), fill=(10, 10, 12, 255),
+              width=max(1, w // 100))
+    return layer
 
 
-def edits(runs: Path, vgg: str, out: Path) -> None:
-    """Edits from latents files (Sec. 5, 7.6 and Image2StyleGAN's code arithmetic), on reconstructions."""
-    photos = "[" + ", ".join(str(PHOTOS / f"{s}.jpg") for s in EDIT_PHOTOS) + "]"
-    fit("reconstruct", runs, vgg, "--data.images", photos, "--model.steps", "{WI: 1000, Mkn: 500}")
-    latents, edit = runs / "reconstruct" / "latents", runs / "edit"
-    recon = runs / "reconstruct" / "images"
-    a, b = latents / "007454.pt", latents / "008799.pt"
-    embed("edit", "transfer", str(a), str(b), "box:0.2,0.55,0.8,0.95", "--out", str(edit))
-    embed("edit", "activation", str(a), str(b), "--layer", "b16.conv0", "--op", "average", "--lam", "0.5",
-          "--out", str(edit))
-    embed("edit", "morph", str(a), str(b), "--frames", "5", "--out", str(edit))
-    embed("edit", "morph", str(a), str(b), "--frames", "5", "--mask", "box:0.2,0.55,0.8,0.95", "--mask_blur",
-          "2", "--out", str(edit))
-    embed("edit", "mix", str(a), str(b), "--rows", "4", "--out", str(edit))
-    embed("edit", "arithmetic", str(latents / "008229.pt"), str(latents / "001434.pt"), str(latents / "017827.pt"),
-          "--strength", "0.25", "--out", str(edit))
-    panel([("A", Image.open(recon / "007454.png")), ("B", Image.open(recon / "008799.png")),
-           ("B's mouth, layer 4", Image.open(edit / "007454+008799.copy.b16.conv0.png")),
-           ("average, b16.conv0", Image.open(edit / "007454+008799.average.b16.conv0.png")),
-           ("rows 0-3 A, rest B", Image.open(edit / "007454+008799.rows4.png"))], out / "activations.png")
-    strip = Image.open(edit / "007454~008799.png")
-    masked = Image.open(edit / "007454~008799.masked.png")
-    side = strip.height
-    panel([(f"morph {i}/4", strip.crop((i * side, 0, (i + 1) * side, side))) for i in range(5)], out / "morph.png")
-    panel([(f"mouth only {i}/4", masked.crop((i * side, 0, (i + 1) * side, side))) for i in range(5)],
-          out / "morph_masked.png")
-    panel([("person", Image.open(recon / "008229.png")), ("other, neutral", Image.open(recon / "001434.png")),
-           ("other, smiling", Image.open(recon / "017827.png")),
-           ("+ 0.25 x difference", Image.open(edit / "008229+017827-001434.png"))], out / "expression.png")
+FIGURES = ("reconstruction", "edits", "crossover", "inpaint", "scribble", "style_transfer")  # edits include the first
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "gallery")
-    parser.add_argument("--vgg-weights", default="imagenet")
+    parser.add_argument("--steps", type=int, default=60, help="steps of each W+ phase; noise phases take half")
+    parser.add_argument("--strength", type=float, default=0.5, help="expression transfer: the share of the difference")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "gallery")
-    args = parser.parse_args()
-    applications(args.runs, args.vgg_weights, args.out)
-    edits(args.runs, args.vgg_weights, args.out)
+    parser.add_argument("--only", nargs="+", choices=FIGURES, help="make only these figures")
+    args, extra = parser.parse_known_args()
+    gallery = Gallery(args.runs, args.steps, [a for a in extra if a != "--"], args.out)
+    gallery.align()
+    for name in args.only or FIGURES[1:]:
+        start = time.monotonic()
+        getattr(gallery, name)(*([args.strength] if name == "edits" else []))
+        print(f"{name}: {time.monotonic() - start:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

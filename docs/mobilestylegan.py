@@ -16,12 +16,11 @@ both read in the face box FFHQ alignment implies.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 import torch
-from gallery import panel
+from gallery import panel, phase_psnr
 from PIL import Image
 
 from embedding.checkpoints import load_generator, mobilestylegan
@@ -47,13 +46,6 @@ def samples(seeds: list[int], psi: float) -> None:
 
 COLUMNS = (("W", "pti", "pivot"), ("W+", "embedding", "WI"), ("W+ & noise", "embedding", "Mkn"),
            ("PTI", "pti", "tune"))
-
-
-def phase_psnr(run: Path, stem: str, phase: str) -> float:
-    """The last PSNR row of ``phase`` for ``stem`` in a run's metrics.csv."""
-    with open(RunFolder(run).metrics_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["image"] == stem and r["phase"] == phase]
-    return float(rows[-1]["psnr"])
 
 
 def reconstruction(run: Path) -> None:
