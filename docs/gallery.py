@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from PIL import Image, ImageDraw
 
 from embedding.fitting.run_folder import RunFolder
@@ -100,13 +101,14 @@ class Gallery:
     def photo(self, stem: str) -> Image.Image:
         return Image.open(self.aligned / f"{stem}.png").convert("RGB")
 
-    def fit(self, recipe: str, phases: dict[str, str], *args: str, name: str | None = None) -> Path:
-        """``embed fit`` of a recipe with MobileStyleGAN into ``runs/<name or recipe>``; ``phases`` names each
-        phase ``w``, ``noise`` or ``skip`` (its steps)."""
+    def fit(self, recipe: str, phases: dict[str, str], *args: str, name: str | None = None,
+            config: Path | None = None) -> Path:
+        """``embed fit`` of a recipe (or the file ``config``) with MobileStyleGAN into ``runs/<name or recipe>``;
+        ``phases`` names each phase ``w``, ``noise`` or ``skip`` (its steps)."""
         length = {"w": self.steps, "noise": self.steps // 2, "skip": 0}
         steps = {phase: length[kind] for phase, kind in phases.items()}
         run = self.runs / (name or recipe)
-        embed("fit", "--config", f"recipes/{recipe}.yaml", "--model.generator", GENERATOR,
+        embed("fit", "--config", str(config or f"recipes/{recipe}.yaml"), "--model.generator", GENERATOR,
               "--model.steps", "{" + ", ".join(f"{k}: {v}" for k, v in steps.items()) + "}",
               "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false", *args, *self.extra)
         return run / "images"
@@ -124,8 +126,14 @@ class Gallery:
                ("+ noise (result)", Image.open(images / "051340.png"))], self.out / "crossover.jpg")
 
     def inpaint(self) -> None:
+        recipe = yaml.safe_load((ROOT / "recipes" / "inpaint.yaml").read_text())
+        for phase in recipe["model"]["phases"]:
+            if "mask_dilate" in phase:  # Mblur+ in pixels, sized for 64² to 256²: 16 times as wide at 1024²
+                phase.update(mask_dilate=32, mask_blur=24)
+        config = self.runs / "inpaint_1024.yaml"
+        config.write_text(yaml.safe_dump(recipe, sort_keys=False))
         images = self.fit("inpaint", {"WI": "w", "Mkn": "noise"}, "--data.images", *self.images("005735"),
-                          "--data.mask.box", str(list(HOLE)))
+                          "--data.mask.box", str(list(HOLE)), config=config)
         hole = self.photo("005735")
         ImageDraw.Draw(hole).rectangle(scaled(HOLE, hole.size), fill="black")
         panel([("photo", self.photo("005735")), ("with the hole", hole),
