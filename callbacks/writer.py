@@ -2,13 +2,14 @@
 
 Per image ``<stem>``: ``images/<stem>.<phase>.png`` at the end of each phase, then, once its group
 is done, its result through :func:`~embedding.fitting.results.write_result` (whose ``.pt`` file,
-written last, marks the image as finished).
+written last, marks the image as finished) and, with ``data.paste_back``, ``pasted/<stem>.png``.
 """
 
 from __future__ import annotations
 
 import logging
 
+import torch
 from lightning import Callback, LightningModule, Trainer
 
 from embedding.files import atomic_write
@@ -18,6 +19,22 @@ from embedding.fitting.run_folder import RunFolder
 from embedding.images import save_png
 
 log = logging.getLogger(__name__)
+
+
+def paste_back(trainer: Trainer, folder: RunFolder, stem: str, image: torch.Tensor) -> None:
+    """With ``data.paste_back``, ``pasted/<stem>.png``: the render in the photo its input was aligned from.
+
+    A missing or stale alignment record is logged; the image's results stand.
+    """
+    data = trainer.datamodule
+    if not getattr(data, "paste_back", False):
+        return
+    from embedding.faces.paste import paste_frames
+
+    try:
+        paste_frames(dict(data.dataset.items)[stem], image[None], [folder.root / "pasted" / f"{stem}.png"])
+    except (ValueError, OSError) as e:
+        log.warning("%s: not pasted back: %s", stem, e)
 
 
 class ResultWriter(Callback):
@@ -62,6 +79,7 @@ class ResultWriter(Callback):
                 if progress.finished:
                     write_result(folder, stem, images[i], pl_module.result(i))
                     self.finished.append(stem)
+                    paste_back(trainer, folder, stem, images[i])
             except OSError as e:
                 pl_module.mark_failed(stem, f"could not write its results: {e}")
                 log.error("%s: could not write its results: %s", stem, e)

@@ -56,10 +56,13 @@ class EmbeddingDataModule(LightningDataModule):
         num_workers: DataLoader worker processes.
         align: ``"ffhq"`` FFHQ-aligns each photo's best face on the fly (detector + landmarks from
             :mod:`embedding.faces`) instead of cutting the centred square; photos without a face fail.
+        paste_back: also write ``pasted/<stem>.png``, the final render pasted into the whole photo the
+            input was aligned from (by ``embed align``, whose record ``<stem>.json`` lies beside it).
 
     The module must provide ``steps_per_group`` (optimisation steps per group): the
     loader yields each group that many times. After ``setup``, ``failures`` lists
-    unreadable inputs as ``(path, reason)`` and ``skipped`` the stems already done.
+    unreadable inputs as ``(path, reason)`` (counted in the log here, named by the caller: ``embed fit``'s
+    summary) and ``skipped`` the stems already done.
     When everything is done, the loader is empty: Lightning warns "Total length of
     `DataLoader` across ranks is zero", logs "`Trainer.fit` stopped: No training batches"
     and ``fit`` returns without a training step.
@@ -83,6 +86,7 @@ class EmbeddingDataModule(LightningDataModule):
         skip_done: bool = True,
         num_workers: int = 0,
         align: str | None = None,
+        paste_back: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -101,6 +105,7 @@ class EmbeddingDataModule(LightningDataModule):
         self.skip_done = skip_done
         self.num_workers = num_workers
         self.align = align
+        self.paste_back = paste_back
         self.dataset: ImageFolderDataset | None = None
         self.failures: list[tuple[str, str]] = []
         self.skipped: list[str] = []
@@ -130,12 +135,11 @@ class EmbeddingDataModule(LightningDataModule):
         )
         self.failures = self.dataset.failures
         self.skipped = self.dataset.skipped
-        log.info(
-            "%d image(s) to fit, %d already done and skipped, %d unreadable",
-            len(self.dataset),
-            len(self.skipped),
-            len(self.failures),
-        )
+        counts = f"{len(self.dataset)} image(s) to fit, {len(self.skipped)} already done and skipped"
+        if self.failures:  # named once, with their reasons, in the run's summary
+            log.warning("%s, %d input(s) left out as unusable (named at the end)", counts, len(self.failures))
+        else:
+            log.info("%s", counts)
 
     def train_dataloader(self) -> DataLoader:
         """Each group of ``batch_size`` images, ``steps_per_group`` times in a row."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ class ImageFolderDataset(Dataset):
     """Target images (and their masks) as dict items ``stem, index, image [3,R,R], mask [1,R,R]``.
 
     Every image is decoded and its mask built once at construction; failures are recorded in
-    ``failures`` as ``(path, reason)``, warned about, and dropped. Images for which
+    ``failures`` as ``(path, reason)`` and dropped (the caller names them). Images for which
     ``skip(stem)`` is true are listed in ``skipped`` and neither read nor served.
     Stems are computed over all inputs before skipping, so they are stable across reruns.
     ``crop`` (left, top, right, bottom, in pixels) replaces the centred square, for images and
@@ -134,7 +133,7 @@ class ImageFolderDataset(Dataset):
         return index
 
     def _usable(self, stem: str, path: Path) -> bool:
-        """Decode the image (resizing cannot fail) and build its mask; on failure record it and warn."""
+        """Decode the image (resizing cannot fail) and build its mask; on failure record it in ``failures``."""
         try:
             if self.align:
                 self._face(path)
@@ -146,7 +145,6 @@ class ImageFolderDataset(Dataset):
                 crop_box(decode_image(second)[2], self.crop, second)
         except (ImageReadError, MaskError) as e:
             self.failures.append((str(path), str(e)))
-            warnings.warn(f"skipping {path}: {e}", stacklevel=4)
             return False
         return True
 

@@ -75,7 +75,9 @@ class TrainingImages(LightningDataModule):
         if self.dataset is not None:
             return
         hp = self.hparams
-        found, _ = resolve_images(hp.images)
+        found, missing = resolve_images(hp.images)
+        for entry, reason in missing:
+            log.warning("skipping %s: %s", entry, reason)
         paths = [p for p in found if not is_held_out(p, hp.holdout_fraction)]
         images = []
         for path in paths:

@@ -1,15 +1,18 @@
-"""Make the README's alignment sheet: ``embed align`` on photos from ``../shared/data``.
+"""Make the alignment sheet of the docs: ``embed align`` on photos from ``../shared/data``.
 
-    python docs/align_sheet.py
+    python docs/align_sheet.py                 # runs/figures/align_sheet.jpg
+    python docs/align_sheet.py --out docs      # replaces the committed figure
 
 Two mGANprior example photos as they are (tight portrait crops), and CelebA-HQ photos from
 StarGAN v2 re-framed as in-the-wild shots: shrunk, tilted and placed off centre on a wider,
-blurred background, one of them two people side by side. Writes ``docs/align_sheet.jpg``: one row
-per photo (the photo with detector boxes and landmarks, then its aligned faces).
+blurred background, one of them two people side by side. Writes ``<out>/align_sheet.jpg`` (``--out``,
+default ``runs/figures``): one row per photo (the photo with detector boxes and landmarks, then its
+aligned faces).
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -37,6 +40,10 @@ def reframe(photo: Image.Image, size: tuple[int, int], scale: float, angle: floa
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "figures",
+                        help="folder of the figure (default: runs/figures; docs replaces the committed one)")
+    out = parser.parse_args().out
     hq = sorted(CELEBAHQ.glob("src/*/*.jpg"))
     open_rgb = [Image.open(p).convert("RGB") for p in hq[:2] + hq[5:7]]
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,7 +61,8 @@ def main() -> None:
                              "--preview", str(sheet)])
         if status:
             raise SystemExit(status)
-        Image.open(sheet).save(ROOT / "docs" / "align_sheet.jpg", quality=88)
+        out.mkdir(parents=True, exist_ok=True)
+        Image.open(sheet).save(out / "align_sheet.jpg", quality=88)
 
 
 if __name__ == "__main__":

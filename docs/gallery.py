@@ -1,16 +1,18 @@
-"""Make the README gallery: every Image2StyleGAN++ application and code edit on real faces at 1024².
+"""Make the gallery: every Image2StyleGAN++ application and code edit on real faces at 1024².
 
     embed fetch mobilestylegan-ffhq
     python docs/gallery.py                 # the schedule 2 CPU cores allow: W+ phases 60 steps, noise 30
     python docs/gallery.py --steps 1000 -- --trainer.accelerator gpu --trainer.precision bf16-mixed
+    python docs/gallery.py --out docs/gallery   # replaces the committed figures
 
 The photos (CelebA-HQ, and a neutral/smiling CelebA pair of one person, from ``../shared/data``)
 are aligned by ``embed align`` at 1024², then every recipe runs with ``embed fit --model.generator
 mobilestylegan-ffhq`` and the shipped ImageNet VGG-16, and the edits with ``embed edit`` on the
 reconstructions. ``--steps`` is the length of each W+ phase; noise phases take half. Runs land in
 ``runs/gallery/<recipe>`` and a rerun continues killed runs and reuses finished ones. Each figure is
-``docs/gallery/<application>.jpg``: the inputs, then the renders the run wrote. Arguments after
-``--`` go to every ``embed fit``.
+``<out>/<application>.jpg`` (``--out``, default ``runs/figures/gallery``, outside the tracked tree;
+``--out docs/gallery`` for the committed ones): the inputs, then the renders the run wrote. Arguments
+after ``--`` go to every ``embed fit``.
 """
 
 from __future__ import annotations
@@ -232,7 +234,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "gallery")
     parser.add_argument("--steps", type=int, default=60, help="steps of each W+ phase; noise phases take half")
     parser.add_argument("--strength", type=float, default=0.5, help="expression transfer: the share of the difference")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "gallery")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "figures" / "gallery",
+                        help="folder of the figures (default: runs/figures/gallery; docs/gallery replaces the "
+                             "committed ones)")
     parser.add_argument("--only", nargs="+", choices=FIGURES, help="make only these figures")
     args, extra = parser.parse_known_args()
     gallery = Gallery(args.runs, args.steps, [a for a in extra if a != "--"], args.out)

@@ -1,8 +1,12 @@
-"""The README's MobileStyleGAN figures: random samples, and real photos reconstructed four ways.
+"""The MobileStyleGAN figures of the docs: random samples, and real photos reconstructed four ways.
 
-    python docs/mobilestylegan.py samples               # docs/mobilestylegan_samples.jpg
-    python docs/mobilestylegan.py reconstruction RUN    # docs/mobilestylegan_reconstruction.jpg
-    python docs/mobilestylegan.py attribute smile STRIP...   # docs/mobilestylegan_smile.jpg
+    python docs/mobilestylegan.py samples                        # runs/figures/mobilestylegan_samples.jpg
+    python docs/mobilestylegan.py reconstruction RUN             # runs/figures/mobilestylegan_reconstruction.jpg
+    python docs/mobilestylegan.py attribute smile STRIP...       # runs/figures/mobilestylegan_smile.jpg
+    python docs/mobilestylegan.py samples --out docs             # replaces the committed figure
+
+Each figure goes to ``--out`` (a folder, default ``runs/figures``, outside the tracked tree);
+``--out docs`` writes where the committed figures live.
 
 ``samples`` renders four seeds at ψ = 0.7 with the fixed noise (needs ``embed fetch
 mobilestylegan-ffhq``). ``reconstruction`` lays out the runs of ``benchmarks/real_face_inversion.py
@@ -35,20 +39,20 @@ TILE = 256
 
 
 @torch.no_grad()
-def samples(seeds: list[int], psi: float) -> None:
+def samples(seeds: list[int], psi: float, out: Path) -> None:
     """Four (or len(seeds)) truncated samples with the fixed noise, in one row."""
     g = load_generator(mobilestylegan.NAME)
     z = torch.stack([torch.randn(g.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
     images = g.synthesis(g.mapping(z, truncation_psi=psi), noise_mode="const").clamp(-1, 1)
     panel([(f"seed {s}", to_pil(image)) for s, image in zip(seeds, images, strict=True)],
-          ROOT / "docs" / "mobilestylegan_samples.jpg", TILE)
+          out / "mobilestylegan_samples.jpg", TILE)
 
 
 COLUMNS = (("W", "pti", "pivot"), ("W+", "embedding", "WI"), ("W+ & noise", "embedding", "Mkn"),
            ("PTI", "pti", "tune"))
 
 
-def reconstruction(run: Path) -> None:
+def reconstruction(run: Path, out: Path) -> None:
     """One row per aligned photo of ``run``: the photo, then each method's result at its phase end."""
     rows = []
     for photo in sorted((run / "aligned").glob("*.png")):
@@ -57,11 +61,11 @@ def reconstruction(run: Path) -> None:
             image = Image.open(RunFolder(run / name).image_path(photo.stem, phase))
             tiles.append((f"{label}: {phase_psnr(run / name, photo.stem, phase):.1f} dB", image))
         rows.append(tiles)
-    panel(rows, ROOT / "docs" / "mobilestylegan_reconstruction.jpg", TILE)
+    panel(rows, out / "mobilestylegan_reconstruction.jpg", TILE)
 
 
 @torch.no_grad()
-def attribute(name: str, strips: list[Path]) -> None:
+def attribute(name: str, strips: list[Path], out: Path) -> None:
     """Each strip ``<stem>.<direction>.png`` in a row, its frames captioned with score and identity drift."""
     rows = []
     for strip in strips:
@@ -74,27 +78,30 @@ def attribute(name: str, strips: list[Path]) -> None:
                                               for s, v, d in zip(strengths, score, drift, strict=True)))
         rows.append([(f"{strip.stem.split('.')[0]} {s:+g}: {name} {v:.2f}, id {d:.2f}", to_pil(frame))
                      for s, v, d, frame in zip(strengths, score, drift, frames, strict=True)])
-    panel(rows, ROOT / "docs" / f"mobilestylegan_{name}.jpg", TILE)
+    panel(rows, out / f"mobilestylegan_{name}.jpg", TILE)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", type=Path, default=ROOT / "runs" / "figures",
+                        help="folder of the figure (default: runs/figures; docs replaces the committed one)")
     sub = parser.add_subparsers(dest="figure", required=True)
-    s = sub.add_parser("samples")
+    s = sub.add_parser("samples", parents=[common])
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     s.add_argument("--psi", type=float, default=0.7)
-    r = sub.add_parser("reconstruction")
+    r = sub.add_parser("reconstruction", parents=[common])
     r.add_argument("run", type=Path, help="the --run folder of benchmarks/real_face_inversion.py")
-    a = sub.add_parser("attribute")
+    a = sub.add_parser("attribute", parents=[common])
     a.add_argument("name", choices=sorted(ATTRIBUTE_SCORES), help="the face-api score to caption with")
     a.add_argument("strips", type=Path, nargs="+", help="strips written by embed edit attribute")
     args = parser.parse_args()
     if args.figure == "samples":
-        samples(args.seeds, args.psi)
+        samples(args.seeds, args.psi, args.out)
     elif args.figure == "reconstruction":
-        reconstruction(args.run)
+        reconstruction(args.run, args.out)
     else:
-        attribute(args.name, args.strips)
+        attribute(args.name, args.strips, args.out)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
-"""Make the README's Swapping Autoencoder figures with the shipped model and ``embed swap``.
+"""Make the Swapping Autoencoder figures of the docs with the shipped model and ``embed swap``.
 
-    python docs/swapping.py
+    python docs/swapping.py                    # runs/figures/swap_grid.png, runs/figures/swap_arithmetic.png
+    python docs/swapping.py --out docs         # replaces the committed figures
 
-- ``docs/swap_grid.png``: five CelebA photos held out of training (first row: texture sources,
+Both go to ``--out`` (a folder, default ``runs/figures``, outside the tracked tree):
+
+- ``swap_grid.png``: five CelebA photos held out of training (first row: texture sources,
   first column: structure sources, diagonal: reconstructions);
-- ``docs/swap_arithmetic.png``: the texture direction from the 25 female to the 21 male CelebA-HQ
+- ``swap_arithmetic.png``: the texture direction from the 25 female to the 21 male CelebA-HQ
   reference photos of StarGAN v2, added to three held-out photos at strengths 0 to 3.
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -33,9 +37,14 @@ def held_out(count: int) -> list[Path]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "figures",
+                        help="folder of the figures (default: runs/figures; docs replaces the committed ones)")
+    out = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
     photos = held_out(8)
     grid = [photos[i] for i in (0, 1, 3, 5, 6)]
-    swap(["grid", f"[{', '.join(map(str, grid))}]", "--crop", CELEBA_FACE, "--out", str(ROOT / "docs")])
+    swap(["grid", f"[{', '.join(map(str, grid))}]", "--crop", CELEBA_FACE, "--out", str(out)])
     with tempfile.TemporaryDirectory() as tmp:
         direction = Path(tmp) / "female_to_male.pt"
         refs = DATA / "stargan2_celebahq" / "ref"
@@ -49,8 +58,9 @@ def main() -> None:
     sheet = Image.new("RGB", (strips[0].width, sum(s.height for s in strips) + 2 * (len(strips) - 1)), "white")
     for i, strip in enumerate(strips):
         sheet.paste(strip, (0, i * (strip.height + 2)))
-    sheet.save(ROOT / "docs" / "swap_arithmetic.png")
-    print(f"wrote docs/swap_grid.png and docs/swap_arithmetic.png (strengths {STRENGTHS}, torch {torch.__version__})")
+    sheet.save(out / "swap_arithmetic.png")
+    print(f"wrote {out / 'swap_grid.png'} and {out / 'swap_arithmetic.png'} (strengths {STRENGTHS}, "
+          f"torch {torch.__version__})")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ _EXPORTS = {
     "Discriminator": ".generators", "Generator": ".generators",
     "FitResult": ".fitting", "FittingMethod": ".fitting", "GroupView": ".fitting", "Latents": ".latents",
     "render_latents": ".latents", "fit": ".commands.fit", "Run": ".commands.fit", "NothingFitted": ".commands.fit",
+    "paste": ".faces.paste", "PasteReport": ".faces.paste",
 }
 __all__ = sorted(_EXPORTS)
 

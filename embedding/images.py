@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from embedding.files import atomic_write
 from embedding.masks import MaskSpec, blur, region_mask, shape_mask
@@ -65,6 +65,10 @@ def open_image(path: str | Path) -> Image.Image:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         limit = Image.MAX_IMAGE_PIXELS
         raise ImageReadError(path, f"too many pixels (Image.MAX_IMAGE_PIXELS={limit}): {e}") from e
+    except FileNotFoundError as e:
+        raise ImageReadError(path, "no such file") from e
+    except UnidentifiedImageError as e:
+        raise ImageReadError(path, "not an image: Pillow cannot identify its format") from e
     except Exception as e:
         raise ImageReadError(path, f"{type(e).__name__}: {e}") from e
 
@@ -194,7 +198,9 @@ def resolve_images(
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand folders, files and globs (in the order given, each sorted by name) into image paths, once each.
 
-    Returns the paths and the entries that gave nothing, as ``(entry, reason)``.
+    Returns the paths and the entries that gave nothing, as ``(entry, reason)``: the reason tells a
+    missing path from an empty folder, a folder of other files and a pattern matching nothing. Nothing
+    is reported here; the caller names them (``embed fit`` in its summary).
     """
     entries = [images] if isinstance(images, (str, os.PathLike)) else list(images)
     paths: dict[Path, Path] = {}
@@ -202,10 +208,7 @@ def resolve_images(
     for entry in entries:
         found = _expand(str(entry))
         if not found:
-            failures.append((str(entry), "no such file, and no image file in such a folder or pattern"))
-            warnings.warn(
-                f"{entry}: no such file, and no image file in such a folder or pattern", stacklevel=3
-            )
+            failures.append((str(entry), _why_no_image(str(entry))))
         for path in found:
             paths.setdefault(path.resolve(), path)
     return list(paths.values()), failures
@@ -218,10 +221,38 @@ def _expand(entry: str) -> list[Path]:
         return [path]
     if path.is_dir():
         return list_image_files(path)
-    if any(c in entry for c in "*?["):
-        matches = (Path(m) for m in glob.glob(entry))
-        return sorted((m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS), key=str)
+    if _is_pattern(entry):
+        return sorted((m for m in _matches(entry) if m.suffix.lower() in IMAGE_EXTENSIONS), key=str)
     return []
+
+
+def _is_pattern(entry: str) -> bool:
+    return any(c in entry for c in "*?[")
+
+
+def _matches(pattern: str) -> list[Path]:
+    """The files a glob pattern matches."""
+    return [m for m in map(Path, glob.glob(pattern)) if m.is_file()]
+
+
+def _why_no_image(entry: str) -> str:
+    """Why an entry gave no image, in plain words that follow its name (``photos/: the folder is empty ...``)."""
+    looked_for = f"looked for {' '.join(IMAGE_EXTENSIONS)}"
+    path = Path(entry)
+    if path.is_dir():
+        others = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not others:
+            return f"the folder is empty: no images ({looked_for})"
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        return f"the folder has no images: its {len(others)} file(s) ({shown}) are not images ({looked_for})"
+    if _is_pattern(entry):
+        matched = _matches(entry)
+        if not matched:
+            return "the pattern matches no file"
+        return f"the pattern matches {len(matched)} file(s), none of them an image ({looked_for})"
+    if path.exists():
+        return "neither a file nor a folder"
+    return "no such file or folder"
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:

@@ -9,6 +9,7 @@ the file.
 
 from __future__ import annotations
 
+import difflib
 import os
 from importlib import resources
 from pathlib import Path
@@ -25,7 +26,7 @@ from embedding.methods.swapping.model import SwappingAutoencoder
 
 __all__ = ["CheckpointError", "build_network", "load_discriminator", "load_generator", "load_swapping_autoencoder",
            "save_discriminator", "save_generator", "save_swapping_autoencoder", "resolve_file", "DEFAULT_NAME",
-           "GENERATOR_ONLY", "companion_discriminator", "provenance"]
+           "GENERATOR_ONLY", "companion_discriminator", "provenance", "known_names"]
 
 DEFAULT_NAME = "default"
 _ARCHITECTURES = {"stylegan2": Generator, "mobilestylegan": MobileStyleGAN}   # of project-format generators
@@ -58,8 +59,27 @@ def resolve_file(source: str | os.PathLike, kind: str) -> Path:
         return path
     path = Path(source).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"checkpoint not found: {source} (neither a file nor a known name). "
+                                f"{known_names_hint(str(source), kind)}")
     return path
+
+
+def known_names(kind: str) -> dict[str, str]:
+    """The names a network of ``kind`` may be given by, each with where it comes from (shipped, or fetched or not)."""
+    names = {DEFAULT_NAME: "ships with the package"}
+    if kind == "generator":
+        for name in GENERATOR_ONLY:
+            fetched = "yes" if mobilestylegan.is_fetched() else f"no — embed fetch {name}"
+            names[name] = f"fetched: {fetched}"
+    return names
+
+
+def known_names_hint(source: str, kind: str) -> str:
+    """``Known names: ...`` for a ``kind`` network, and the nearest to ``source`` when one is close."""
+    names = known_names(kind)
+    listing = ", ".join(f"{name} ({where})" for name, where in names.items())
+    close = difflib.get_close_matches(Path(source).name, list(names), n=1, cutoff=0.6)
+    return f"Known names: {listing}." + (f" Did you mean {close[0]}?" if close else "")
 
 
 def provenance(source: str | os.PathLike, kind: str = "generator", key: str = "generator") -> dict[str, str]:

@@ -51,6 +51,11 @@ def folder() -> Path:
     return cache_root() / NAME
 
 
+def is_fetched() -> bool:
+    """Whether the four IR files are in the cache (not checked against their SHA-256: that is for loading)."""
+    return all((folder() / name).is_file() for name in FILES)
+
+
 def weights_file() -> Path:
     """The file whose SHA-256 latents records keep for this generator (the synthesis weights)."""
     return folder() / "SynthesisNetwork.bin"

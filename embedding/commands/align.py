@@ -3,7 +3,9 @@
     embed align photos/ more/*.jpg --out aligned/ --size 1024 --preview aligned_sheet.png
 
 Each face found becomes ``<out>/<stem>.png`` (``<stem>_0.png``, ``<stem>_1.png``, ... when a
-photo has several, best detection first). Photos with no face, or that can't be read, are
+photo has several, best detection first), with ``<stem>.json`` beside it: how the crop was made
+(the photo's path, SHA-256 and size, the FFHQ quad, landmarks), which ``embed paste`` inverts.
+Photos are read upright (EXIF orientation applied). Photos with no face, or that can't be read, are
 reported and skipped; the exit status is non-zero only when no face at all was aligned.
 """
 
@@ -16,11 +18,11 @@ import warnings
 from pathlib import Path
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
-from tqdm import tqdm
 
-from embedding.faces.align import Face, align_face, find_faces
-from embedding.files import atomic_write
+from embedding.faces.align import Face, align_with_record, find_faces, read_upright_photo
+from embedding.files import atomic_write, sha256
 from embedding.images import resolve_images, unique_stems
+from embedding.progress import progress
 
 THUMB = 128
 
@@ -57,6 +59,20 @@ def preview_sheet(rows: list[tuple[Image.Image, list[Image.Image]]]) -> Image.Im
     return sheet
 
 
+def _align_and_record(photo: Image.Image, faces: list[Face], path: Path, out: Path, stem: str,
+                      size: int) -> list[Image.Image]:
+    """Align each face, writing ``<stem>[_k].png`` and, beside it, its record ``<stem>[_k].json``."""
+    digest = sha256(path)
+    aligned = []
+    for k, face in enumerate(faces):
+        image, record = align_with_record(photo, face, size, path, digest, k)
+        name = f"{stem}_{k}" if len(faces) > 1 else stem
+        _save_png(image, out / f"{name}.png")
+        record.save(out / f"{name}.json")
+        aligned.append(image)
+    return aligned
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embed align", description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", help="photos: files, folders or glob patterns")
@@ -83,19 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     skipped = [f"{entry}: {reason}" for entry, reason in missing]
     aligned_count = 0
     rows = []
-    for path, stem in tqdm(list(zip(paths, unique_stems(paths), strict=True)), desc="align", unit="photo"):
+    for path, stem in progress(list(zip(paths, unique_stems(paths), strict=True)), "align", "photo"):
         try:
-            with Image.open(path) as opened:
-                photo = opened.convert("RGB")
-        except (OSError, UnidentifiedImageError) as err:
+            photo = read_upright_photo(path)
+        except (OSError, UnidentifiedImageError, ValueError) as err:
             skipped.append(f"{path}: can't be read ({err})")
             continue
         faces = find_faces(photo, args.detector_size, args.threshold)[: args.max_faces]
         if not faces:
             skipped.append(f"{path}: no face found")
-        aligned = [align_face(photo, face.landmarks, args.size) for face in faces]
-        for k, face in enumerate(aligned):
-            _save_png(face, args.out / (f"{stem}_{k}.png" if len(aligned) > 1 else f"{stem}.png"))
+        aligned = _align_and_record(photo, faces, path, args.out, stem, args.size)
         aligned_count += len(aligned)
         if args.preview:
             rows.append((_thumbnail(photo, faces), aligned))

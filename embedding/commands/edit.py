@@ -158,6 +158,7 @@ def morph(
     frame_ms: int = 120,
     generator: str | None = None,
     out: str = "runs/edit",
+    paste_back: bool = False,
 ) -> Path:
     """Morph between two embedded images (W+ and noise), optionally only inside a mask.
 
@@ -172,12 +173,17 @@ def morph(
         frame_ms: GIF frame duration in milliseconds.
         generator: the pretrained generator to render with (default: the one recorded in ``a``).
         out: output folder; frames go to ``<a>~<b>/frame_NNN.png``, a strip to ``<a>~<b>.png``.
+        paste_back: also paste every frame into the photo ``a`` was aligned from (``embed align``'s
+            record), ``<a>~<b>.pasted/frame_NNN.png``.
     """
     (record_a, G), (record_b, G_b) = _inputs([a, b], generator)
     code_a, code_b = edits.code_from(record_a, G), edits.code_from(record_b, G_b)
     images = edits.morph(G, code_a, code_b, frames, mask_from_spec(mask, G.resolution, mask_blur, invert_mask), G_b)
     stem = f"{code_a.name}~{code_b.name}" + (".masked" if mask else "")
-    return _write_frames(Path(out), stem, images, gif, frame_ms)
+    strip = _write_frames(Path(out), stem, images, gif, frame_ms)
+    if paste_back:
+        _paste_back(a, images, Path(out) / f"{stem}.pasted", [f"frame_{i:03d}" for i in range(len(images))])
+    return strip
 
 
 def jitter(
@@ -189,6 +195,7 @@ def jitter(
     frame_ms: int = 120,
     generator: str | None = None,
     out: str = "runs/edit",
+    paste_back: bool = False,
 ) -> Path:
     """Random jittering (DGP): renders of the code with Gaussian noise on its W+, σ in units of W's spread.
 
@@ -204,12 +211,26 @@ def jitter(
         frame_ms: GIF frame duration in milliseconds.
         generator: the pretrained generator to render with (default: the one recorded in ``latents``).
         out: output folder; variants go to ``<stem>.jitter/frame_NNN.png``, a strip to ``<stem>.jitter.png``.
+        paste_back: also paste every variant into the photo the image was aligned from (``embed align``'s
+            record), ``<stem>.jitter.pasted/frame_NNN.png``.
     """
     ((record, G),) = _inputs([latents], generator)
     code = edits.code_from(record, G)
     variants = edits.jitter(G, code, count, sigma, seed, shared_rows=record.metadata.get("latent_space") == "w")
     images = torch.cat([edits.render_codes(G, [v]) for v in variants])
-    return _write_frames(Path(out), f"{code.name}.jitter", images, gif, frame_ms)
+    strip = _write_frames(Path(out), f"{code.name}.jitter", images, gif, frame_ms)
+    if paste_back:
+        _paste_back(latents, images, Path(out) / f"{code.name}.jitter.pasted",
+                    [f"frame_{i:03d}" for i in range(len(images))])
+    return strip
+
+
+def _paste_back(latents: str, frames: torch.Tensor, folder: Path, names: list[str]) -> None:
+    """Every frame pasted into the photo the image of ``latents`` was aligned from, ``<folder>/<name>.png``."""
+    from embedding.faces.paste import paste_frames
+
+    for path in paste_frames(latents, frames, [folder / f"{name}.png" for name in names]):
+        log.info("wrote %s", path)
 
 
 def _write_frames(out: Path, stem: str, images: torch.Tensor, gif: bool, frame_ms: int) -> Path:
@@ -273,7 +294,7 @@ def arithmetic(
 
 
 def attribute(latents: str, direction: str, strengths: list[float] | None = None, generator: str | None = None,
-              out: str = "runs/edit") -> Path:
+              out: str = "runs/edit", paste_back: bool = False) -> Path:
     """Attribute edit: the code moved along a direction file (``embed edit direction ...``), one frame per strength.
 
     Suits W and W+ fits (``--model.steps "{WI: N, Mkn: 0}"``), encoder codes and PTI: a W+ & noise
@@ -287,6 +308,8 @@ def attribute(latents: str, direction: str, strengths: list[float] | None = None
         generator: the pretrained generator to render with (default: the one recorded in ``latents``).
         out: output folder; writes the strip ``<stem>.<direction>.png`` and, for each strength,
             ``<stem>.<direction>/<strength>.pt``, a latents file of the edited code.
+        paste_back: also paste every frame into the photo the image was aligned from (``embed align``'s
+            record), ``<stem>.<direction>.pasted/<strength>.png``.
     """
     strengths = [-8.0, -4.0, 0.0, 4.0, 8.0] if strengths is None else strengths
     ((record, G),) = _inputs([latents], generator)
@@ -299,8 +322,10 @@ def attribute(latents: str, direction: str, strengths: list[float] | None = None
     moved = [edits.Code(move.apply(code.w_plus, s), list(code.noise), f"{name}@{s:g}") for s in strengths]
     for s, c in zip(strengths, moved, strict=True):
         _write_code(Path(out) / name / f"{s:g}.pt", c, record, generator, f"attribute {direction} strength {s:g}")
-    strip = torch.cat([edits.render_codes(G, [c])[0] for c in moved], dim=-1)
-    _write_image(Path(out) / f"{name}.png", strip)
+    frames = torch.stack([edits.render_codes(G, [c])[0] for c in moved])
+    _write_image(Path(out) / f"{name}.png", torch.cat(list(frames), dim=-1))
+    if paste_back:
+        _paste_back(latents, frames, Path(out) / f"{name}.pasted", [f"{s:g}" for s in strengths])
     return Path(out) / f"{name}.png"
 
 
@@ -430,7 +455,9 @@ def _write_direction(direction: directions.Direction, out: str) -> Path:
 
 COMMANDS = {"activation": activation, "transfer": transfer, "morph": morph, "jitter": jitter, "mix": mix,
             "arithmetic": arithmetic, "attribute": attribute, "constrain": constrain,
-            "direction": {"mean": direction_mean, "boundary": direction_boundary, "sefa": direction_sefa}}
+            "direction": {"_help": "Make a direction file for embed edit attribute: the mean difference of two groups "
+                                   "of codes, a linear boundary between scored samples, or SeFa.",
+                          "mean": direction_mean, "boundary": direction_boundary, "sefa": direction_sefa}}
 
 
 def main(args: list[str] | None = None) -> None:

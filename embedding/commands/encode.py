@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from jsonargparse import auto_cli
 
-from embedding.checkpoints import DEFAULT_NAME, load_generator, provenance
+from embedding.checkpoints import DEFAULT_NAME, load_generator, provenance, resolve_file
 from embedding.commands.positional import join_positionals
 from embedding.fitting.results import FitResult, write_result
 from embedding.fitting.run_folder import RunFolder
@@ -27,6 +27,7 @@ from embedding.images import ImageReadError, read_image, resolve_images, unique_
 from embedding.latents import Latents
 from embedding.methods.encoder import load_encoder, read_encoder_metadata
 from embedding.metrics import measure, write_metrics
+from embedding.progress import Progress
 
 log = logging.getLogger("embedding")
 Crop = tuple[int, int, int, int] | None
@@ -45,41 +46,45 @@ def encode(images: str | list[str], encoder: str = DEFAULT_NAME, generator: str 
         identity: also measure the identity distance and landmark error (faces).
         out: the run folder.
     """
-    net = load_encoder(encoder)
+    paths, missing = resolve_images(images)  # inputs and networks are checked before any network is loaded
+    for entry, reason in missing:
+        log.warning("skipping %s: %s", entry, reason)
+    if not paths:
+        raise ValueError(f"no images found in {images}")
     source = generator or read_encoder_metadata(encoder).get("generator") or DEFAULT_NAME
+    resolve_file(source, "generator")
+    net = load_encoder(encoder)
     g = load_generator(source)
     if (g.resolution, g.num_ws, g.w_dim) != (net.resolution, net.num_ws, net.w_dim):
         raise ValueError(f"the encoder {encoder} gives {net.num_ws}×{net.w_dim} codes of {net.resolution}² images; "
                          f"the generator {source} takes {g.num_ws}×{g.w_dim} codes and renders {g.resolution}²")
-    paths, _ = resolve_images(images)
-    if not paths:
-        raise ValueError(f"no images found in {images}")
     meta = {"method": "encoder", "encoder": str(encoder), **provenance(source), "resolution": g.resolution,
             "crop": crop}
     noise = [n.detach().float().cpu() for n in g.synthesis.const_noise()]
     folder, rows, seconds, done = RunFolder(out), [], 0.0, 0
     named = list(zip(unique_stems(paths), paths, strict=True))
-    for start in range(0, len(named), batch_size):
-        chunk, targets = [], []
-        for stem, path in named[start : start + batch_size]:
-            try:
-                targets.append(read_image(path, g.resolution, crop)[0])
-                chunk.append(stem)
-            except (ImageReadError, ValueError) as e:
-                log.warning("skipping %s: %s", path, e)
-        if not chunk:
-            continue
-        target = torch.stack(targets)
-        begin = time.perf_counter()
-        with torch.no_grad():
-            codes = net(target)
-            renders = g.synthesis(codes, noise_mode="const").clamp(-1, 1)
-        seconds += time.perf_counter() - begin
-        for stem, code, render in zip(chunk, codes, renders, strict=True):
-            write_result(folder, stem, render, FitResult(Latents(code, noise, {**meta, "stem": stem})))
-        rows += measure(renders, target, torch.ones_like(target[:, :1]), chunk, "encoder", 0,
-                                         identity)
-        done += len(chunk)
+    with Progress(len(named), "encode", "photo") as shown:
+        for start in range(0, len(named), batch_size):
+            group = named[start : start + batch_size]
+            chunk, targets = [], []
+            for stem, path in group:
+                try:
+                    targets.append(read_image(path, g.resolution, crop)[0])
+                    chunk.append(stem)
+                except (ImageReadError, ValueError) as e:
+                    log.warning("skipping %s: %s", path, e)
+            if chunk:
+                target = torch.stack(targets)
+                begin = time.perf_counter()
+                with torch.no_grad():
+                    codes = net(target)
+                    renders = g.synthesis(codes, noise_mode="const").clamp(-1, 1)
+                seconds += time.perf_counter() - begin
+                for stem, code, render in zip(chunk, codes, renders, strict=True):
+                    write_result(folder, stem, render, FitResult(Latents(code, noise, {**meta, "stem": stem})))
+                rows += measure(renders, target, torch.ones_like(target[:, :1]), chunk, "encoder", 0, identity)
+                done += len(chunk)
+            shown.update(len(group))
     if not done:
         raise ValueError(f"none of the {len(paths)} image(s) in {images} could be read")
     write_metrics(folder, rows)

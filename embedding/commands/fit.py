@@ -34,12 +34,20 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from callbacks import EmbeddingMetrics, EmbeddingProgressBar, GroupCheckpoint, ResultWriter, TensorBoardImages
 from callbacks.checkpoint import Interrupted
 from datamodules import EmbeddingDataModule
-from embedding.checkpoints import CheckpointError
-from embedding.fitting.distributed import IndependentDDPStrategy, is_first_process
+from embedding.checkpoints import DEFAULT_NAME, GENERATOR_ONLY, CheckpointError
+from embedding.commands.recipe_checks import (
+    UnknownOption,
+    check_keys,
+    check_networks,
+    exit_with,
+    from_config_files,
+    given_on_command_line,
+)
+from embedding.fitting.distributed import IndependentDDPStrategy, expected_processes, is_first_process
 from embedding.fitting.method import FittingMethod
 from embedding.fitting.run_folder import RunFolder
 from embedding.fitting.run_guard import RunFolderError, RunGuard, recipe_settings
-from embedding.images import NoUsableImageError
+from embedding.images import NoUsableImageError, resolve_images
 from embedding.latents import Latents
 from embedding.metrics import read_metrics
 
@@ -122,12 +130,29 @@ class EmbedCLI(LightningCLI):
         parser.add_lightning_class_args(GroupCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EmbeddingProgressBar, "progress")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, naming an unknown key first; then check the inputs and name the run folder before anything is built.
+
+        A missing photo or generator is reported in a second, not after the networks and trainer are set up.
+        """
+        argv = sys.argv[1:] if args is None else args
+        listed = isinstance(argv, list | tuple)
+        if listed:
+            check_keys(parser, argv, "embed fit", self.default_method, FittingMethod)
+        super().parse_arguments(parser, args)
+        if listed and self.config.get("subcommand") == "fit":
+            config = self.config["fit"]
+            check_inputs(config)
+            name_run_folder(config, argv)
+
     def before_instantiate_classes(self) -> None:
         """Default logger: TensorBoard events directly in the run folder (no version subfolders).
 
         The run folder's guard is made from the settings the results depend on (taken in ``before_fit``).
         ``--trainer.strategy ddp`` runs one process per device, each fitting its own images, with
-        no gradient synchronisation (``IndependentDDPStrategy``). ``--trainer.enable_progress_bar
+        no gradient synchronisation (``IndependentDDPStrategy``); so does Lightning's ``auto`` when
+        the job has several processes (devices, nodes, or a launcher's ``WORLD_SIZE``), since plain
+        DDP refuses a module whose parameters it cannot synchronise. ``--trainer.enable_progress_bar
         false`` keeps its usual meaning: the embedding's own bar is silenced instead of clashing.
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -135,6 +160,12 @@ class EmbedCLI(LightningCLI):
         settings = recipe_settings(model["class_path"], model.get("init_args", {}), config.data.as_dict(),
                                    config.trainer.precision)
         self._guard = RunGuard(Path(config.trainer.default_root_dir), settings)
+        trainer = config.trainer
+        if trainer.strategy in (None, "auto"):
+            processes = expected_processes(trainer.accelerator, trainer.devices, trainer.num_nodes)
+            if processes > 1:
+                log.info("%d processes and no --trainer.strategy: each fits its own images (ddp)", processes)
+                trainer.strategy = "ddp"
         if config.trainer.strategy == "ddp":
             config.trainer.strategy = Namespace(class_path="embedding.fitting.distributed.IndependentDDPStrategy")
         if config.trainer.enable_progress_bar is False:
@@ -219,6 +250,40 @@ class EmbedCLI(LightningCLI):
         return next(i for i, c in enumerate(self.trainer.callbacks) if isinstance(c, cls))
 
 
+def name_run_folder(config: Namespace, argv: Sequence[str]) -> None:
+    """Give the run folder the generator's name when the generator is not the one the folder was named for.
+
+    A folder set on the command line is kept. Otherwise the recipe's folder (``runs/reconstruct``)
+    belongs to the recipe's generator, and the built-in ``runs/embed`` to ``default``: another
+    generator (``--model.generator mobilestylegan-ffhq``) gets ``runs/reconstruct-mobilestylegan-ffhq``
+    (a file: its stem), so documented commands do not collide over one folder.
+    """
+    generator = (config.model.get("init_args") or {}).get("generator")
+    if not isinstance(generator, str) or given_on_command_line(argv, "trainer.default_root_dir"):
+        return
+    reference = DEFAULT_NAME
+    if from_config_files(argv, "trainer.default_root_dir") is not None:
+        reference = from_config_files(argv, "model.init_args.generator", "model.generator") or DEFAULT_NAME
+    if generator == str(reference):
+        return
+    name = generator if generator in (DEFAULT_NAME, *GENERATOR_ONLY) else Path(generator).expanduser().stem
+    folder = f"{Path(config.trainer.default_root_dir)}-{name}"
+    log.info("run folder %s: %s named for the generator %s (--trainer.default_root_dir picks another)",
+             folder, config.trainer.default_root_dir, generator)
+    config.trainer.default_root_dir = folder
+
+
+def check_inputs(config: Namespace) -> None:
+    """Fail before anything is built when no input image can be found or a network named cannot be."""
+    images = config.data.images
+    paths, failures = resolve_images(images)
+    if not paths:
+        listing = "\n".join(f"  {path}: {reason}" for path, reason in failures) or "  (no input)"
+        raise NoUsableImageError(f"nothing to fit in {images!r}: no input could be used:\n{listing}")
+    model_args = config.model.get("init_args")
+    check_networks(model_args.as_dict() if isinstance(model_args, Namespace) else model_args)
+
+
 def _raised_outside_the_parser(error: BaseException) -> BaseException:
     """The first exception in ``error``'s chain of causes raised by code other than jsonargparse's (else ``error``)."""
     cause: BaseException | None = error
@@ -280,6 +345,8 @@ def main(argv: list[str], default_method: str = DEFAULT_METHOD) -> None:
     saved, sys.argv = sys.argv, ["embed", "fit", *argv]  # LightningCLI parses sys.argv, and reports its usage from it
     try:
         EmbedCLI(default_method, as_command=True)
+    except UnknownOption as e:
+        exit_with(e)
     except (CheckpointError, NoUsableImageError, NothingFitted, RunFolderError, OSError, ValueError) as e:
         log.error("%s", e)
         raise SystemExit(1) from e
@@ -300,9 +367,22 @@ class Run:
         """The latents record of a finished image (``latents/<stem>.pt``)."""
         return Latents.load(self.folder.latents_path(stem))
 
-    def metrics(self) -> list[dict]:
-        """The rows of ``metrics.csv``."""
-        return read_metrics(self.folder)
+    def metrics(self) -> list[dict[str, str | int | float | None]]:
+        """The rows of ``metrics.csv`` as numbers: ``step`` an int, the measures floats, an empty cell None.
+
+        ``image`` and ``phase`` stay strings. None, not nan, marks a measure not taken (a masked
+        variant without a mask, identity not asked for), so a mean over it fails instead of turning nan.
+        """
+        return [{key: _number(key, value) for key, value in row.items()} for row in read_metrics(self.folder)]
+
+
+def _number(column: str, value: str | None) -> str | int | float | None:
+    """One ``metrics.csv`` cell as a number (``image`` and ``phase`` as they are)."""
+    if column in ("image", "phase"):
+        return value
+    if value is None or value == "":
+        return None
+    return int(float(value)) if column == "step" else float(value)
 
 
 def fit(recipe: str | os.PathLike | type, images: str | os.PathLike | list | None = None,
@@ -311,7 +391,8 @@ def fit(recipe: str | os.PathLike | type, images: str | os.PathLike | list | Non
 
     ``recipe`` is a recipe file, or a fitting method (a :class:`~embedding.fitting.FittingMethod`
     subclass or its class path) with its defaults; ``images`` and ``out`` default to the recipe's
-    own (positional: ``images=`` names the TensorBoard images section). ``sections`` override the recipe's
+    own, ``out`` with the generator's name added when ``model`` names another generator (positional:
+    ``images=`` names the TensorBoard images section). ``sections`` override the recipe's
     sections, ``model={"steps": {"WI": 200, "Mkn": 100}}``,
     ``data={"batch_size": 8}``, ``trainer=...``, ``metrics=...``, ``checkpoint=...``; ``arguments``
     are further options as ``embed fit`` takes them (``["--model.seed", "3"]``), applied last. Raises

@@ -38,6 +38,7 @@ from embedding.methods.swapping.codes import (
 )
 from embedding.methods.swapping.model import SwappingAutoencoder
 from embedding.metrics import lpips_metric, psnr, ssim
+from embedding.progress import Progress, progress
 
 log = logging.getLogger("embedding")
 Crop = tuple[int, int, int, int] | None
@@ -62,7 +63,7 @@ def _codes(inputs: Sequence[str], source: str | None, crop: Crop) -> tuple[Swapp
         raise ValueError(f"{', '.join(inputs)}: codes of another autoencoder than {metadata['autoencoder']}; "
                          "name the one that made them with --autoencoder")
     codes = []
-    for entry in inputs:
+    for entry in progress(inputs, "swap codes", "input"):
         path = Path(entry)
         if entry in stored:
             codes.append(stored[entry].check(ae))
@@ -92,20 +93,22 @@ def encode_photos(images: str | list[str], autoencoder: str = DEFAULT_NAME, crop
     ae, metadata = load_autoencoder(autoencoder)
     folder, paths = RunFolder(out), _photos(images)
     rows, seconds = [], 0.0
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        photos = torch.stack([read_image(p, ae.resolution, crop)[0] for p in chunk])
-        begin = time.perf_counter()
-        with torch.no_grad():
-            codes = encode(ae, photos, [p.stem for p in chunk], {**metadata, "crop": crop})
-            recon = ae.decode(torch.stack([c.structure for c in codes]).to(photos.device),
-                              torch.stack([c.texture for c in codes])).cpu().clamp(-1, 1)
-        seconds += time.perf_counter() - begin
-        scores = zip(psnr(recon, photos), ssim(recon, photos), lpips_metric(recon, photos), strict=True)
-        for code, image, (p, s, lp) in zip(codes, recon, scores, strict=True):
-            save_png(folder.image_path(code.name), image)
-            code.save(folder.root / "codes" / f"{code.name}.pt")
-            rows.append({"image": code.name, "psnr": f"{p:.4f}", "ssim": f"{s:.4f}", "lpips": f"{lp:.4f}"})
+    with Progress(len(paths), "swap encode", "photo") as shown:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            photos = torch.stack([read_image(p, ae.resolution, crop)[0] for p in chunk])
+            begin = time.perf_counter()
+            with torch.no_grad():
+                codes = encode(ae, photos, [p.stem for p in chunk], {**metadata, "crop": crop})
+                recon = ae.decode(torch.stack([c.structure for c in codes]).to(photos.device),
+                                  torch.stack([c.texture for c in codes])).cpu().clamp(-1, 1)
+            seconds += time.perf_counter() - begin
+            scores = zip(psnr(recon, photos), ssim(recon, photos), lpips_metric(recon, photos), strict=True)
+            for code, image, (p, s, lp) in zip(codes, recon, scores, strict=True):
+                save_png(folder.image_path(code.name), image)
+                code.save(folder.root / "codes" / f"{code.name}.pt")
+                rows.append({"image": code.name, "psnr": f"{p:.4f}", "ssim": f"{s:.4f}", "lpips": f"{lp:.4f}"})
+            shown.update(len(chunk))
     with open(folder.metrics_csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["image", "psnr", "ssim", "lpips"])
         writer.writeheader()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from lightning import LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -22,6 +23,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from callbacks.samples import ExportNetworks, GeneratorSamples
 from datamodules.training import TrainingImages
+from embedding.checkpoints import CheckpointError
+from embedding.commands.recipe_checks import UnknownOption, check_keys, check_networks, exit_with
+from embedding.images import NoUsableImageError, resolve_images
 
 DEFAULT_MODEL = "embedding.training.StyleGAN2Training"
 
@@ -51,6 +55,22 @@ class TrainCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 200,
                              "checkpoint.filename": "{step}"})
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, naming an unknown key first; then check the photos and networks named before anything is built."""
+        argv = sys.argv[1:] if args is None else args
+        listed = isinstance(argv, list | tuple)
+        if listed:
+            check_keys(parser, argv, "embed train", DEFAULT_MODEL, LightningModule)
+        super().parse_arguments(parser, args)
+        if listed and self.config.get("subcommand") == "fit":
+            config = self.config["fit"]
+            paths, failures = resolve_images(config.data.images)
+            if not paths:
+                reasons = "; ".join(f"{entry}: {reason}" for entry, reason in failures) or "no input"
+                raise NoUsableImageError(f"no training images in {config.data.images!r} ({reasons})")
+            model_args = config.model.get("init_args")
+            check_networks(model_args.as_dict() if hasattr(model_args, "as_dict") else model_args)
+
     def before_instantiate_classes(self) -> None:
         """Checkpoints go to ``<default_root_dir>/checkpoints``, where ``--ckpt_path last`` finds them."""
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -59,11 +79,20 @@ class TrainCLI(LightningCLI):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``embed train``."""
+    """Entry point of ``embed train``; an unknown key exits with 2, missing photos or networks with 1."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    saved = sys.argv
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]  # LightningCLI parses sys.argv
-    TrainCLI()
+    try:
+        TrainCLI()
+    except UnknownOption as e:
+        exit_with(e)
+    except (CheckpointError, FileNotFoundError, NoUsableImageError) as e:
+        logging.getLogger("embedding").error("%s", e)
+        raise SystemExit(1) from e
+    finally:
+        sys.argv = saved
 
 
 if __name__ == "__main__":

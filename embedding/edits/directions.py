@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from embedding.files import atomic_write
 from embedding.generators import Generator
+from embedding.progress import Progress
 
 BATCH_PIXELS = 8 * 1024**2  # pixels rendered at a time when sampling codes: 100 at 256² and below, 8 at 1024²
 
@@ -92,16 +92,20 @@ def linear_boundary(generator: Generator, score: Callable[[Tensor], Tensor], sam
     ``[B, 3, R, R]`` in [-1, 1] → ``[B]``); the top and bottom ``extremes`` fractions are labelled
     +1 and −1 and a least-squares linear classifier on their centred codes gives the normal,
     pointing toward higher scores. ``batch`` samples are rendered at a time (None: as many as hold
-    :data:`BATCH_PIXELS` pixels, so that 1024² renders stay within a few GiB).
+    :data:`BATCH_PIXELS` pixels, so that 1024² renders stay within a few GiB). Progress is a bar on a
+    terminal, else a log line every 10 % or 30 s (:mod:`embedding.progress`).
     """
     g = generator
     device = g.w_avg.device
     batch = batch or min(100, max(1, BATCH_PIXELS // g.img_resolution**2))
     z = torch.randn(samples, g.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     ws = torch.cat([g.mapping(chunk, None, truncation_psi=truncation)[:, 0] for chunk in z.split(batch)])
-    chunks = tqdm(ws.split(batch), desc="render and score", unit="batch", disable=None)
-    scores = torch.cat([score(g.synthesis(w[:, None].expand(-1, g.num_ws, -1), noise_mode="const").clamp(-1, 1))
-                        for w in chunks]).float()
+    scored: list[Tensor] = []
+    with Progress(samples, "boundary samples", "sample") as shown:  # rendered and scored
+        for w in ws.split(batch):
+            scored.append(score(g.synthesis(w[:, None].expand(-1, g.num_ws, -1), noise_mode="const").clamp(-1, 1)))
+            shown.update(len(w))
+    scores = torch.cat(scored).float()
     order = scores.argsort()
     k = max(1, int(samples * extremes))
     chosen = torch.cat([order[:k], order[-k:]])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+from lightning.fabric.accelerators.cuda import num_cuda_devices
 from lightning.fabric.plugins.environments import (
     LightningEnvironment,
     LSFEnvironment,
@@ -50,6 +54,34 @@ class IndependentDDPStrategy(DDPStrategy):
 
 def _no_collective() -> None:
     """Stands in for the per-batch SIGTERM broadcast, which would deadlock processes out of step."""
+
+
+def expected_processes(accelerator: Any, devices: Any, num_nodes: int | None) -> int:
+    """How many processes the job will have: devices per node times nodes, or what torchrun or srun started.
+
+    ``devices`` as Lightning takes it: a count, ``"auto"`` or -1 (every GPU when one is used, else 1),
+    or a list of device indices (``"0,1"``, ``[0, 1]``).
+    """
+    launched = max(_integer(os.environ.get("WORLD_SIZE")),
+                   _integer(os.environ.get("SLURM_NTASKS")) if SLURMEnvironment.detect() else 1)
+    if isinstance(devices, str) and "," in devices:
+        devices = [d for d in devices.split(",") if d.strip()]
+    if isinstance(devices, list | tuple):
+        per_node = len(devices)
+    elif str(devices).strip() in ("auto", "-1"):
+        gpus = num_cuda_devices() if str(accelerator) in ("auto", "gpu", "cuda", "None") else 0
+        per_node = max(gpus, 1)
+    else:
+        per_node = _integer(devices)
+    return max(launched, per_node * max(_integer(num_nodes), 1))
+
+
+def _integer(value: Any) -> int:
+    """``value`` as a whole number, 1 when it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 1
 
 
 def is_first_process() -> bool:

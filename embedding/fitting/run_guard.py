@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 RECIPE_FILE = "recipe.json"
 LOCK_FILE = "run.lock"
 # Data settings that do not change any image's result (see the module docstring).
-NOT_IN_FINGERPRINT = frozenset({"images", "batch_size", "num_workers", "skip_done"})
+NOT_IN_FINGERPRINT = frozenset({"images", "batch_size", "num_workers", "skip_done", "paste_back"})
 
 
 class RunFolderError(RuntimeError):
@@ -78,8 +78,8 @@ def check_recipe(root: Path, settings: dict[str, Any]) -> bool:
         if RunFolder(root).holds_results():
             raise RunFolderError(
                 f"run folder {root} holds results of another recipe (changed: {changed}). Its finished images "
-                f"would be skipped and its checkpoints continued under the new settings. Use another folder "
-                f"(--trainer.default_root_dir), or delete {root} to start afresh.")
+                f"would be skipped and its checkpoints continued under the new settings. Give this run another "
+                f"folder with --trainer.default_root_dir (e.g. {root}-2), or delete {root} to start afresh.")
         log.warning("run folder %s holds no results yet: its recipe.json, of another recipe (changed: %s), is "
                     "replaced by this run's", root, changed)
     record = {"fingerprint": fingerprint(settings), "settings": settings}
