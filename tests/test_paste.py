@@ -267,6 +267,19 @@ def test_edit_frames_are_pasted_back_with_one_warp(photo_path: Path, tmp_path: P
     assert not np.array_equal(frames[0], frames[1])
 
 
+def test_single_image_edits_paste_their_result_beside_it(photo_path: Path, tmp_path: Path,
+                                                         tiny_generator_file: Path):
+    from embedding.commands.edit import main as edit_main
+
+    latents, _ = aligned_run(photo_path, tmp_path, tiny_generator_file)
+    out = tmp_path / "edit"
+    edit_main(["arithmetic", str(latents), str(latents), str(latents), "--out", str(out), "--paste_back", "true"])
+    edit_main(["mix", str(latents), str(latents), "--rows", "2", "--out", str(out), "--paste_back", "true"])
+    plain = np.asarray(Image.open(paste([latents], tmp_path / "plain").written[0]))
+    for pasted in ("group+group-group.pasted.png", "group+group.rows2.pasted.png"):   # both edits keep the code
+        assert np.array_equal(np.asarray(Image.open(out / pasted)), plain)
+
+
 def test_fit_pastes_each_render_into_its_photo(photo_path: Path, tmp_path: Path, caplog):
     from types import SimpleNamespace
 

@@ -93,6 +93,7 @@ def activation(
     styles_from: Literal["a", "b"] = "a",
     generator: str | None = None,
     out: str = "runs/edit",
+    paste_back: bool = False,
 ) -> Path:
     """Activation-tensor operation between two embedded images (Image2StyleGAN++ Sec. 5).
 
@@ -111,6 +112,8 @@ def activation(
         styles_from: whose W+ rows the layers after ``layer`` use.
         generator: the pretrained generator to render with (default: the one recorded in ``a``).
         out: output folder.
+        paste_back: also paste the result into the photo A was aligned from (``embed align``'s record),
+            ``<result>.pasted.png`` beside it.
     """
     (record_a, G), (record_b, G_b) = _inputs([a, b], generator)
     code_a, code_b = edits.code_from(record_a, G), edits.code_from(record_b, G_b)
@@ -119,6 +122,8 @@ def activation(
     image = edits.activation_edit(G, code_a, code_b, name, op, region, lam, channels or [], styles_from, G_b)
     path = Path(out) / f"{code_a.name}+{code_b.name}.{op}.{name}.png"
     _write_image(path, image[0])
+    if paste_back:
+        _paste_back(a, image, path.parent, [f"{path.stem}.pasted"])
     return path
 
 
@@ -131,6 +136,7 @@ def transfer(
     invert_mask: bool = False,
     generator: str | None = None,
     out: str = "runs/edit",
+    paste_back: bool = False,
 ) -> Path:
     """Attribute-level feature transfer (Image2StyleGAN++ Sec. 7.6): B's layer-4 activations under the mask, A's styles.
 
@@ -143,8 +149,11 @@ def transfer(
         invert_mask: take B where the mask is black instead.
         generator: the pretrained generator to render with (default: the one recorded in ``a``).
         out: output folder.
+        paste_back: also paste the result into the photo A was aligned from (``embed align``'s record),
+            ``<result>.pasted.png`` beside it.
     """
-    return activation(a, b, layer, "copy", mask, mask_blur, invert_mask, generator=generator, out=out)
+    return activation(a, b, layer, "copy", mask, mask_blur, invert_mask, generator=generator, out=out,
+                      paste_back=paste_back)
 
 
 def morph(
@@ -248,7 +257,8 @@ def _write_frames(out: Path, stem: str, images: torch.Tensor, gif: bool, frame_m
     return out / f"{stem}.png"
 
 
-def mix(content: str, style: str, rows: int = 4, generator: str | None = None, out: str = "runs/edit") -> Path:
+def mix(content: str, style: str, rows: int = 4, generator: str | None = None, out: str = "runs/edit",
+        paste_back: bool = False) -> Path:
     """Style transfer by W+ row mixing (Image2StyleGAN): the first rows from the content code, the rest from the style.
 
     Args:
@@ -257,6 +267,8 @@ def mix(content: str, style: str, rows: int = 4, generator: str | None = None, o
         rows: how many leading W+ rows (coarse layers: pose, shape) come from ``content``.
         generator: the pretrained generator to render with (default: the one recorded in ``content``).
         out: output folder; the result's render and its latents file (re-renderable).
+        paste_back: also paste the result into the photo the content image was aligned from (``embed align``'s record),
+            ``<result>.pasted.png`` beside it.
     """
     (record_c, G), (record_s, G_s) = _inputs([content, style], generator)
     if G_s is not G:
@@ -264,13 +276,17 @@ def mix(content: str, style: str, rows: int = 4, generator: str | None = None, o
                          "row mixing needs two codes of one generator")
     code = edits.mix_rows(edits.code_from(record_c, G), edits.code_from(record_s, G), rows, G.synthesis.noise_rows)
     path = Path(out) / f"{code.name}.png"
-    _write_image(path, edits.render_codes(G, [code])[0])
+    image = edits.render_codes(G, [code])
+    _write_image(path, image[0])
     _write_code(path.with_suffix(".pt"), code, record_c, generator, f"mix rows={rows} content={content} style={style}")
+    if paste_back:
+        _paste_back(content, image, path.parent, [f"{path.stem}.pasted"])
     return path
 
 
 def arithmetic(
-    base: str, source: str, target: str, strength: float = 1.0, generator: str | None = None, out: str = "runs/edit"
+    base: str, source: str, target: str, strength: float = 1.0, generator: str | None = None, out: str = "runs/edit",
+    paste_back: bool = False,
 ) -> Path:
     """Expression transfer (Image2StyleGAN): ``base + strength·(target − source)``.
 
@@ -281,15 +297,20 @@ def arithmetic(
         strength: how much of the difference to add.
         generator: the pretrained generator to render with (default: the one recorded in ``base``).
         out: output folder; the result's render and its latents file (re-renderable).
+        paste_back: also paste the result into the photo the base was aligned from (``embed align``'s record),
+            ``<result>.pasted.png`` beside it.
     """
     inputs = _inputs([base, source, target], generator)
     record, G = inputs[0]
     codes = [edits.code_from(r, G) for r, _ in inputs]
     code = edits.add_difference(*codes, strength=strength)
     path = Path(out) / f"{codes[0].name}+{codes[2].name}-{codes[1].name}.png"
-    _write_image(path, edits.render_codes(G, [code])[0])
+    image = edits.render_codes(G, [code])
+    _write_image(path, image[0])
     _write_code(path.with_suffix(".pt"), code, record, generator,
                 f"arithmetic {base} + {strength}*({target} - {source})")
+    if paste_back:
+        _paste_back(base, image, path.parent, [f"{path.stem}.pasted"])
     return path
 
 
@@ -331,7 +352,7 @@ def attribute(latents: str, direction: str, strengths: list[float] | None = None
 
 def constrain(latents: str, constraint: str, mask: str | None = None, steps: int = 200, lr: float = 0.01,
               lam_code: float = 1.0, lam_real: float = 0.01, lam_keep: float = 1.0, discriminator: str | None = None,
-              generator: str | None = None, out: str = "runs/edit") -> Path:
+              generator: str | None = None, out: str = "runs/edit", paste_back: bool = False) -> Path:
     """Constrained edit: optimise the code so its render meets a constraint, close to the fit and realistic.
 
     Minimises ``U(G(w)) + lam_code·‖w − w0‖² − lam_real·D(G(w))`` over W+ from the fitted code
@@ -355,6 +376,8 @@ def constrain(latents: str, constraint: str, mask: str | None = None, steps: int
         generator: the pretrained generator to render with (default: the one recorded in ``latents``).
         out: output folder; writes ``<stem>.constrained.png``, its latents file and a strip
             ``<stem>.constrained.strip.png`` (fit, constraint over it, edit).
+        paste_back: also paste the result into the photo the fitted image was aligned from (``embed align``'s record),
+            ``<result>.pasted.png`` beside it.
     """
     ((record, G),) = _inputs([latents], generator)
     res = G.resolution
@@ -375,6 +398,8 @@ def constrain(latents: str, constraint: str, mask: str | None = None, steps: int
     _write_code(path.with_suffix(".pt"), edited, record, generator,
                 f"constrained by {constraint} (lam_code {lam_code}, lam_real {lam_real}, lam_keep {lam_keep}, "
                 f"{steps} steps)")
+    if paste_back:
+        _paste_back(latents, after[None], path.parent, [f"{path.stem}.pasted"])
     return path
 
 
