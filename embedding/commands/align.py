@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import warnings
 from pathlib import Path
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
@@ -93,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.preview and args.out.resolve() in args.preview.resolve().parents:
         parser.error(f"--preview {args.preview} is inside --out {args.out}: embed fit and embed encode would take "
                      "the sheet for a face; write it elsewhere (e.g. --preview aligned_sheet.png)")
-    with warnings.catch_warnings():  # entries that match nothing are reported below
-        warnings.simplefilter("ignore")
-        paths, missing = resolve_images(args.inputs)
+    paths, missing = resolve_images(args.inputs)  # entries that match nothing are reported below
     skipped = [f"{entry}: {reason}" for entry, reason in missing]
     aligned_count = 0
     rows = []

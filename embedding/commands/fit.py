@@ -37,8 +37,8 @@ from datamodules import EmbeddingDataModule
 from embedding.checkpoints import DEFAULT_NAME, GENERATOR_ONLY, CheckpointError
 from embedding.commands.recipe_checks import (
     UnknownOption,
+    check_inputs,
     check_keys,
-    check_networks,
     exit_with,
     from_config_files,
     given_on_command_line,
@@ -47,7 +47,7 @@ from embedding.fitting.distributed import IndependentDDPStrategy, expected_proce
 from embedding.fitting.method import FittingMethod
 from embedding.fitting.run_folder import RunFolder
 from embedding.fitting.run_guard import RunFolderError, RunGuard, recipe_settings
-from embedding.images import NoUsableImageError, resolve_images
+from embedding.images import NoUsableImageError
 from embedding.latents import Latents
 from embedding.metrics import read_metrics
 
@@ -142,7 +142,7 @@ class EmbedCLI(LightningCLI):
         super().parse_arguments(parser, args)
         if listed and self.config.get("subcommand") == "fit":
             config = self.config["fit"]
-            check_inputs(config)
+            check_inputs(config, "nothing to fit in")
             name_run_folder(config, argv)
 
     def before_instantiate_classes(self) -> None:
@@ -271,17 +271,6 @@ def name_run_folder(config: Namespace, argv: Sequence[str]) -> None:
     log.info("run folder %s: %s named for the generator %s (--trainer.default_root_dir picks another)",
              folder, config.trainer.default_root_dir, generator)
     config.trainer.default_root_dir = folder
-
-
-def check_inputs(config: Namespace) -> None:
-    """Fail before anything is built when no input image can be found or a network named cannot be."""
-    images = config.data.images
-    paths, failures = resolve_images(images)
-    if not paths:
-        listing = "\n".join(f"  {path}: {reason}" for path, reason in failures) or "  (no input)"
-        raise NoUsableImageError(f"nothing to fit in {images!r}: no input could be used:\n{listing}")
-    model_args = config.model.get("init_args")
-    check_networks(model_args.as_dict() if isinstance(model_args, Namespace) else model_args)
 
 
 def _raised_outside_the_parser(error: BaseException) -> BaseException:

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 
 from embedding.checkpoints import resolve_file
+from embedding.images import NoUsableImageError, resolve_images
 
 MODEL_OWN_KEYS = frozenset({"class_path", "init_args", "dict_kwargs", "help"})
 
@@ -247,6 +248,20 @@ def _import_class(name: str, base: type) -> type | None:
                 seen.add(sub)
                 pending.append(sub)
     return None
+
+
+def check_inputs(config: Namespace, nothing: str) -> None:
+    """Fail before anything is built when no image of ``data.images`` can be found or a network named cannot be.
+
+    ``nothing`` leads the message when no image is found (``nothing to fit in``, ``no training images in``).
+    """
+    images = config.data.images
+    paths, failures = resolve_images(images)
+    if not paths:
+        listing = "\n".join(f"  {path}: {reason}" for path, reason in failures) or "  (no input)"
+        raise NoUsableImageError(f"{nothing} {images!r}: no input could be used:\n{listing}")
+    model_args = config.model.get("init_args")
+    check_networks(model_args.as_dict() if isinstance(model_args, Namespace) else model_args)
 
 
 def check_networks(model_args: dict[str, Any] | None) -> None:

@@ -24,8 +24,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from callbacks.samples import ExportNetworks, GeneratorSamples
 from datamodules.training import TrainingImages
 from embedding.checkpoints import CheckpointError
-from embedding.commands.recipe_checks import UnknownOption, check_keys, check_networks, exit_with
-from embedding.images import NoUsableImageError, resolve_images
+from embedding.commands.recipe_checks import UnknownOption, check_inputs, check_keys, exit_with
+from embedding.images import NoUsableImageError
 
 DEFAULT_MODEL = "embedding.training.StyleGAN2Training"
 
@@ -63,13 +63,7 @@ class TrainCLI(LightningCLI):
             check_keys(parser, argv, "embed train", DEFAULT_MODEL, LightningModule)
         super().parse_arguments(parser, args)
         if listed and self.config.get("subcommand") == "fit":
-            config = self.config["fit"]
-            paths, failures = resolve_images(config.data.images)
-            if not paths:
-                reasons = "; ".join(f"{entry}: {reason}" for entry, reason in failures) or "no input"
-                raise NoUsableImageError(f"no training images in {config.data.images!r} ({reasons})")
-            model_args = config.model.get("init_args")
-            check_networks(model_args.as_dict() if hasattr(model_args, "as_dict") else model_args)
+            check_inputs(self.config["fit"], "no training images in")
 
     def before_instantiate_classes(self) -> None:
         """Checkpoints go to ``<default_root_dir>/checkpoints``, where ``--ckpt_path last`` finds them."""

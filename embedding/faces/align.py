@@ -21,6 +21,7 @@ from embedding.images import ImageReadError, on_white, open_image
 
 RECORD_VERSION = 1
 MAX_PHOTO_PIXELS = 80_000_000   # larger photos are refused by embed align and embed paste
+GRAY16_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})   # PIL's modes of 16-bit gray photos
 
 
 @dataclass
@@ -65,7 +66,7 @@ def read_upright_photo(path: str | Path) -> Image.Image:
     """A photo as 8-bit RGB, upright per its EXIF orientation (16-bit scaled, alpha over white); huge ones refused."""
     check_photo_size(path)
     im = open_image(path)
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+    if im.mode in GRAY16_MODES:
         gray = np.rint(np.asarray(im.convert("I"), dtype=np.float64) / 257.0)
         return Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8), "L").convert("RGB")
     if "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info):

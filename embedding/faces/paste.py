@@ -29,6 +29,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from embedding.faces.align import (
+    GRAY16_MODES,
     AlignmentRecord,
     align_face,
     apply_homography,
@@ -42,7 +43,6 @@ from embedding.images import decode_image, open_image, unique_stems
 MATCH_COLOUR = True   # shift the pasted face's mean colour to the photo's along the mask border (docs/paste_back.md)
 MaskKind = Literal["face", "square"]
 _SEPARATORS = "._~+@-"
-_GRAY16 = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 
 
 class PasteError(ValueError):
@@ -73,7 +73,7 @@ class Photo:
 def read_photo(path: str | Path) -> Photo:
     """An upright photo (EXIF orientation applied) as :class:`Photo`; gray, 16-bit gray and alpha are kept."""
     im = open_image(path)
-    if im.mode in _GRAY16:
+    if im.mode in GRAY16_MODES:
         return Photo(np.asarray(im.convert("I"), dtype=np.float32)[..., None], None, 65535.0, "I;16")
     has_alpha = "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info)
     gray = im.mode in ("1", "L", "LA", "La")
@@ -335,10 +335,11 @@ def _load_pair(result: Path, record: Path | None, folders: Sequence[Path],
     return aligned, image
 
 
-def paste_photo(pairs: Sequence[tuple[AlignmentRecord, torch.Tensor]], mask: MaskKind = "face",
-                feather: float | None = None, match_colour: bool = MATCH_COLOUR) -> Image.Image:
-    """One photo with every ``(record, result)`` face of it pasted (all records of the same photo)."""
-    path = check_photo(pairs[0][0])
+def _paste_photo(pairs: Sequence[tuple[AlignmentRecord, torch.Tensor]], mask: MaskKind = "face",
+                 feather: float | None = None, match_colour: bool = MATCH_COLOUR) -> Image.Image:
+    """One photo with every ``(record, result)`` face of it pasted (all records of the same photo, each already
+    checked against it by :func:`check_photo`)."""
+    path = Path(pairs[0][0].photo)
     photo, upright = read_photo(path), read_upright_photo(path)
     for record, result in pairs:
         blend(photo, face_warp(_same_size(record, photo), mask, feather, upright), result, match_colour)
@@ -408,7 +409,7 @@ def paste(results: Sequence[str | Path], out: str | Path, records: Sequence[str 
     names = unique_stems(list(photos))
     for (photo, faces), name in zip(photos.items(), names, strict=True):
         try:
-            image = paste_photo([(r, im) for _, r, im in faces.values()], mask, feather, match_colour)
+            image = _paste_photo([(r, im) for _, r, im in faces.values()], mask, feather, match_colour)
             target = Path(out) / f"{name}.png"
             save_photo(image, target, read_photo_info(photo))
             report.written.append(target)
